@@ -1,0 +1,1 @@
+"""Shared foundation: errors, artifacts and provenance, paths, devices, the model registry."""

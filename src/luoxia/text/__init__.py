@@ -1,0 +1,1 @@
+"""Text generation: the transformer, its tokenizer and chat templates, decoding, model formats."""

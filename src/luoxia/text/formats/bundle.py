@@ -1,0 +1,20 @@
+"""What every format loader returns: a model config, its weights in our layout, and the tokenizer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from luoxia.text.model import TransformerConfig
+from luoxia.text.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class ModelBundle:
+    config: TransformerConfig
+    state_dict: dict[str, torch.Tensor]  # keys as in `text.model.Transformer`
+    tokenizer: Tokenizer
+    source: str  # the file or folder it came from
+    sha256: str  # hash of the source (the GGUF file, or the folder's weight files)
+    name: str = ""  # a human-readable model name from the file's metadata

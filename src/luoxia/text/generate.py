@@ -1,0 +1,145 @@
+"""The generation loop: prefill the prompt(s), then decode one token at a time from the KV cache.
+
+`decode_steps` is a generator that yields each step's new tokens (B,), so callers can stream,
+detokenise, watch for stop strings and stop whenever they like. Batches are left-padded; a
+boolean mask hides the padding and positions count only real tokens, as transformers does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import torch
+
+from luoxia.core.errors import InvalidParameterError
+from luoxia.text import sampling
+from luoxia.text.model import Transformer
+
+
+@dataclasses.dataclass
+class GenerationConfig:
+    """Decoding parameters, named and defaulted as in transformers' `generate` (greedy by default).
+
+    Sampling happens only with `do_sample=True`; `temperature=0` then means greedy.
+    """
+
+    max_new_tokens: int = 256
+    max_length: int | None = None  # prompt + new tokens; overrides max_new_tokens when given
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool | Literal["never"] = False
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    ignore_eos: bool = False
+
+    def validate(self) -> GenerationConfig:
+        checks = [
+            (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
+            (self.max_length is None or self.max_length >= 1, f"max_length must be >= 1, got {self.max_length}"),
+            (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
+            (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
+            (self.top_k is None or self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}"),
+            (self.min_p is None or 0 <= self.min_p <= 1, f"min_p must be in [0, 1], got {self.min_p}"),
+            (self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
+            (self.no_repeat_ngram_size >= 0, f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"),
+            (self.num_beams >= 1, f"num_beams must be >= 1, got {self.num_beams}"),
+            (self.early_stopping in (True, False, "never"), "early_stopping must be true, false or 'never'"),
+            (not (self.num_beams > 1 and self.sampling), "beam search with sampling is not supported; "
+                                                          "use num_beams=1 to sample or do_sample=False for beams"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidParameterError(message)
+        return self
+
+    @property
+    def sampling(self) -> bool:
+        return self.do_sample and self.temperature > 0
+
+    def processors(self) -> list[sampling.Processor]:
+        return sampling.build_processors(
+            do_sample=self.sampling, temperature_=self.temperature, top_k_=self.top_k, top_p_=self.top_p,
+            min_p_=self.min_p, repetition_penalty_=self.repetition_penalty,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
+        )
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+def left_pad(prompts: Sequence[Sequence[int]], total_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token matrix (B, total_len) with prompts right-aligned at the prompt length, and a mask of real tokens."""
+    longest = max(len(p) for p in prompts)
+    tokens = torch.full((len(prompts), total_len), pad_id, dtype=torch.long)
+    real = torch.zeros((len(prompts), total_len), dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        tokens[i, longest - len(p):longest] = torch.tensor(p, dtype=torch.long)
+        real[i, longest - len(p):longest] = True
+    return tokens, real
+
+
+def padding_mask(real: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """Attention mask (B, 1, T, S) for queries [start, end) over keys [0, end): causal, no padding keys.
+
+    A padding query may see itself, so no row is empty (an empty row would give NaNs).
+    """
+    q = torch.arange(start, end)[:, None]
+    k = torch.arange(end)[None, :]
+    causal = k <= q  # (T, S)
+    return ((causal & real[:, None, :end]) | (k == q))[:, None]
+
+
+@torch.inference_mode()
+def decode_steps(
+    model: Transformer,
+    prompts: Sequence[Sequence[int]],
+    config: GenerationConfig,
+    eos_ids: Sequence[int],
+    pad_id: int,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield the next token of every row (B,) for up to `max_new_tokens` steps (greedy or sampled).
+
+    Rows that have produced an EOS token get `pad_id` from then on; the loop ends when all rows
+    have finished. Closing the generator stops generation at once.
+    """
+    B, longest = len(prompts), max(len(p) for p in prompts)
+    total = longest + config.max_new_tokens
+    device = model.tok_embeddings.weight.device
+    tokens, real = left_pad(prompts, total, pad_id)
+    tokens, real = tokens.to(device), real.to(device)
+    padded = not bool(real[:, :longest].all())
+    caches = model.new_caches(B, total)
+    processors = config.processors()
+    eos = torch.tensor([] if config.ignore_eos else list(eos_ids), dtype=torch.long, device=device)
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+
+    # With padding, each row's positions count its own tokens only, from its first real one.
+    positions = (real[:, :longest].cumsum(-1) - 1).clamp(min=0) if padded else None
+    mask = padding_mask(real, 0, longest) if padded else None
+    logits = model(tokens[:, :longest], caches, 0, positions, mask, last_only=True)
+    for step in range(config.max_new_tokens):
+        cur = longest + step
+        scores = sampling.apply_processors(processors, tokens[:, :cur], logits[:, -1].float())
+        next_tokens = sampling.pick_next(scores, config.sampling, generator)
+        next_tokens = torch.where(finished, pad_id, next_tokens)
+        tokens[:, cur] = next_tokens
+        real[:, cur] = ~finished
+        yield next_tokens
+        finished |= torch.isin(next_tokens, eos)
+        if step + 1 == config.max_new_tokens or bool(finished.all()):
+            return
+        pos = real[:, :cur + 1].sum(-1, keepdim=True) - 1 if padded else None
+        mask = padding_mask(real, cur, cur + 1) if padded else None
+        logits = model(next_tokens[:, None], caches, cur, pos, mask)

@@ -1,0 +1,39 @@
+"""A preallocated (static) key/value cache for one attention layer.
+
+Static shapes keep decoding free of reallocation and ready for `torch.compile`; beam search
+reorders rows in place with `reorder`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class KVCache(nn.Module):
+    def __init__(self, batch_size: int, n_kv_heads: int, max_len: int, head_dim: int, dtype, device=None):
+        super().__init__()
+        shape = (batch_size, n_kv_heads, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[2]
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, K, T, D) at positions [start, start+T); return the cache up to start+T."""
+        end = start + k.shape[2]
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def repeat_batch(self, n: int) -> None:
+        """Grow a batch-1 cache to n identical rows (a prompt prefilled once, then searched n ways)."""
+        self.k = self.k.expand(n, -1, -1, -1).contiguous()
+        self.v = self.v.expand(n, -1, -1, -1).contiguous()
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep row `rows[i]` as row i (beam search picks which beams live on)."""
+        self.k.copy_(self.k.index_select(0, rows))
+        self.v.copy_(self.v.index_select(0, rows))

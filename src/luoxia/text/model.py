@@ -1,0 +1,242 @@
+"""A decoder-only transformer covering the Llama family, Qwen2 and GPT-2, chosen by its config.
+
+    Llama:  RMSNorm, rotary positions (RoPE), grouped-query attention, SwiGLU, no biases
+    Qwen2:  Llama + biases on the q/k/v projections
+    GPT-2:  LayerNorm, learned positions, GELU (tanh), biases everywhere
+
+The q/k/v projections are fused into one matrix (`wqkv`) and so are SwiGLU's gate and up
+projections (`w_in`): fewer, larger matmuls are faster at batch 1. The `formats` modules split and
+join weights to and from other layouts. This file holds the network only: no I/O, no sampling.
+
+Shapes: B batch, T tokens in this call, S tokens in the cache after this call, C model width,
+H query heads, K key/value heads, D head width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from luoxia.text.kv_cache import KVCache
+
+
+@dataclasses.dataclass
+class TransformerConfig:
+    vocab_size: int
+    dim: int
+    n_layers: int
+    n_heads: int
+    ffn_dim: int
+    n_kv_heads: int = 0  # 0: same as n_heads (no grouping)
+    head_dim: int = 0  # 0: dim // n_heads
+    max_seq_len: int = 2048
+    norm: Literal["rms", "layer"] = "rms"
+    norm_eps: float = 1e-5
+    mlp: Literal["swiglu", "gelu"] = "swiglu"
+    positions: Literal["rope", "learned"] = "rope"
+    rope_base: float = 10000.0
+    qkv_bias: bool = False  # Qwen2
+    bias: bool = False  # GPT-2: biases on every linear layer and norm
+    tie_embeddings: bool = True
+    arch: str = "llama"  # the family name, kept for export and provenance
+
+    def __post_init__(self) -> None:
+        if self.n_kv_heads == 0:
+            self.n_kv_heads = self.n_heads
+        if self.head_dim == 0:
+            self.head_dim = self.dim // self.n_heads
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TransformerConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Named presets, for tests and training from scratch.
+PRESETS: dict[str, dict] = {
+    "smollm2-135m": dict(
+        vocab_size=49152, dim=576, n_layers=30, n_heads=9, n_kv_heads=3, ffn_dim=1536,
+        max_seq_len=8192, rope_base=100000.0, arch="llama",
+    ),
+    "gpt2-124m": dict(
+        vocab_size=50257, dim=768, n_layers=12, n_heads=12, ffn_dim=3072, max_seq_len=1024,
+        norm="layer", mlp="gelu", positions="learned", bias=True, arch="gpt2",
+    ),
+}
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles, (..., T, D), in the "rotate half" layout of HF Llama."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
+    angles = positions.float()[..., None] * inv_freq  # (..., T, D/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (..., T, D)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, heads, T, D) by the angles; cos/sin are (T, D) or (B, T, D)."""
+    if cos.dim() == 3:
+        cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in float32 as HF Llama does, then scale in the input's dtype.
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+def make_norm(config: TransformerConfig) -> nn.Module:
+    if config.norm == "rms":
+        return RMSNorm(config.dim, config.norm_eps)
+    return nn.LayerNorm(config.dim, eps=config.norm_eps, bias=config.bias)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
+        qkv_out = (config.n_heads + 2 * config.n_kv_heads) * config.head_dim
+        self.wqkv = nn.Linear(config.dim, qkv_out, bias=config.bias or config.qkv_bias)
+        self.wo = nn.Linear(config.n_heads * config.head_dim, config.dim, bias=config.bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        cache: KVCache | None,
+        start: int,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, K, D = self.n_heads, self.n_kv_heads, self.head_dim
+        q, k, v = self.wqkv(x).split((H * D, K * D, K * D), dim=-1)
+        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, K, D).transpose(1, 2)  # (B, K, T, D)
+        v = v.view(B, T, K, D).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.update(start, k, v)  # (B, K, S, D)
+        # Causal without an explicit mask only when queries and keys start together.
+        is_causal = mask is None and T > 1 and k.shape[2] == T
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=K != H)
+        y = y.transpose(1, 2).reshape(B, T, H * D)
+        return self.wo(y)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.swiglu = config.mlp == "swiglu"
+        n_in = 2 * config.ffn_dim if self.swiglu else config.ffn_dim  # gate and up, fused
+        self.w_in = nn.Linear(config.dim, n_in, bias=config.bias)
+        self.w_out = nn.Linear(config.ffn_dim, config.dim, bias=config.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.w_in(x)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h, approximate="tanh")
+        return self.w_out(h)
+
+
+class Block(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.attention_norm = make_norm(config)
+        self.attention = Attention(config)
+        self.ffn_norm = make_norm(config)
+        self.feed_forward = FeedForward(config)
+
+    def forward(self, x, rope, cache, start, mask):
+        x = x + self.attention(self.attention_norm(x), rope, cache, start, mask)
+        return x + self.feed_forward(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
+        if config.positions == "learned":
+            self.pos_embeddings = nn.Embedding(config.max_seq_len, config.dim)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = make_norm(config)
+        self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+
+    def init_weights(self, std: float = 0.02) -> None:
+        """GPT-2 style initialisation for training from scratch (residual projections scaled down)."""
+        for name, p in self.named_parameters():
+            if p.dim() == 1:
+                nn.init.ones_(p) if name.endswith("norm.weight") else nn.init.zeros_(p)
+            elif name.endswith(("wo.weight", "w_out.weight")):
+                nn.init.normal_(p, std=std / math.sqrt(2 * self.config.n_layers))
+            else:
+                nn.init.normal_(p, std=std)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        caches: list[KVCache] | None = None,
+        start: int = 0,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Logits for `tokens` (B, T): (B, T, vocab), or (B, 1, vocab) with `last_only`.
+
+        `caches` (one per layer) hold keys and values of positions [0, start); this call writes
+        [start, start+T). `positions` (B, T) overrides the default start..start+T-1 (left-padded
+        batches). `mask` (B, 1, T, S) is a boolean attention mask (True = attend), needed only
+        when some keys are padding; otherwise attention is plain causal.
+        """
+        B, T = tokens.shape
+        if positions is None:
+            positions = torch.arange(start, start + T, device=tokens.device)
+        x = self.tok_embeddings(tokens)  # (B, T, C)
+        rope = None
+        if self.config.positions == "rope":
+            cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_base)
+            rope = (cos.to(x.dtype), sin.to(x.dtype))
+        else:
+            x = x + self.pos_embeddings(positions)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, rope, caches[i] if caches is not None else None, start, mask)
+        if last_only:
+            x = x[:, -1:]
+        return self.output(self.norm(x))
+
+    def new_caches(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> list[KVCache]:
+        """Preallocated key/value caches for `max_len` positions, one per layer."""
+        c = self.config
+        weight = self.tok_embeddings.weight
+        return [
+            KVCache(batch_size, c.n_kv_heads, max_len, c.head_dim, dtype or weight.dtype, weight.device)
+            for _ in range(c.n_layers)
+        ]

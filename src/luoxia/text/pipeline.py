@@ -1,0 +1,267 @@
+"""The text pipeline people use: load a model, then `generate`, `stream` or `chat`.
+
+    model = TextModel.load("smollm2")
+    result = model.generate("The quick brown fox", max_new_tokens=40)
+    for piece in (s := model.stream("Tell me a story", do_sample=True, seed=0)):
+        print(piece, end="")
+    print(s.result.provenance)
+
+Every call returns text plus its provenance (model and file hash, parameters, seed, counts and
+timings); `result.artifact.save(path)` writes it with its AI-generated labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from luoxia.core.artifact import Artifact
+from luoxia.core.device import pick_device, pick_dtype
+from luoxia.core.errors import InputEncodingError, InvalidParameterError, PromptTooLongError
+from luoxia.core.provenance import Provenance
+from luoxia.text.beam_search import beam_search
+from luoxia.text.chat import Message
+from luoxia.text.formats.bundle import ModelBundle
+from luoxia.text.generate import GenerationConfig, decode_steps
+from luoxia.text.loader import build_model, load_bundle
+from luoxia.text.model import Transformer
+from luoxia.text.stopping import find_stop, safe_length
+from luoxia.text.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]  # the new tokens, stop string and EOS included
+    finish_reason: str  # "eos" | "stop" (a stop string) | "length"
+    provenance: Provenance
+
+    @property
+    def artifact(self) -> Artifact:
+        return Artifact(kind="text", content=self.text, provenance=self.provenance)
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "finish_reason": self.finish_reason, "token_ids": self.token_ids,
+                "provenance": self.provenance.to_dict()}
+
+
+class TextStream:
+    """Iterate for text pieces as they are generated; `result` is set once iteration ends."""
+
+    def __init__(self, pieces: Iterator[str]):
+        self._pieces = pieces
+        self.result: GenerationResult | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def close(self) -> None:
+        """Stop generating now (e.g. on Ctrl-C); `result` holds what was generated so far."""
+        self._pieces.close()
+
+
+class TextModel:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, bundle: ModelBundle, load_info: dict):
+        self.model, self.tokenizer = model, tokenizer
+        self.name, self.source, self.sha256 = bundle.name, bundle.source, bundle.sha256
+        self.load_info = load_info
+
+    @classmethod
+    def load(cls, name_or_path: str = "smollm2", device: str | None = None, dtype: str | None = None,
+             use_cache: bool = True) -> TextModel:
+        """A registry name ("smollm2"), a .gguf file or a Hugging Face folder."""
+        t0 = time.perf_counter()
+        bundle, info = load_bundle(name_or_path, use_cache=use_cache)
+        dev = pick_device(device)
+        model = build_model(bundle, dev, pick_dtype(dtype, dev))
+        info["load_s"] = round(time.perf_counter() - t0, 3)
+        tokenizer = bundle.tokenizer
+        bundle.state_dict = {}  # the model owns the tensors now
+        return cls(model, tokenizer, bundle, info)
+
+    @property
+    def context_length(self) -> int:
+        return self.model.config.max_seq_len
+
+    # --- prompts ----------------------------------------------------------------------------
+
+    def chat_prompt(self, messages: str | Sequence[Message], system: str | None = None) -> str:
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        if system is not None:
+            messages = [{"role": "system", "content": system}, *[m for m in messages if m["role"] != "system"]]
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+
+    def encode_prompt(self, prompt: str, templated: bool = False) -> list[int]:
+        # A rendered chat already holds its special tokens (as transformers' apply_chat_template).
+        ids = self.tokenizer.encode(prompt, add_special_tokens=not templated)
+        if not ids:
+            raise InvalidParameterError("the prompt is empty; give some text to continue")
+        return ids
+
+    def _fit(self, ids: list[int], config: GenerationConfig, truncate: bool) -> tuple[list[int], GenerationConfig]:
+        """Apply max_length, and make prompt + new tokens fit the context window."""
+        ctx = self.context_length
+        if config.max_length is not None:
+            config = dataclasses.replace(config, max_new_tokens=config.max_length - len(ids), max_length=None)
+            if config.max_new_tokens < 1:
+                raise InvalidParameterError(
+                    f"max_length {config.max_new_tokens + len(ids)} leaves no room after a {len(ids)}-token prompt; "
+                    "raise max_length or use max_new_tokens"
+                )
+        if truncate and len(ids) + config.max_new_tokens > ctx:
+            ids = ids[-max(1, ctx - config.max_new_tokens):]
+        if len(ids) >= ctx:
+            raise PromptTooLongError(
+                f"the prompt is {len(ids)} tokens but the context window is {ctx}; shorten it, or truncate "
+                "(--truncate / truncate=True) to drop the oldest tokens"
+            )
+        if len(ids) + config.max_new_tokens > ctx:
+            config = dataclasses.replace(config, max_new_tokens=ctx - len(ids))
+        return ids, config
+
+    # --- generation --------------------------------------------------------------------------
+
+    def generate(self, prompt: str | Sequence[str], *, chat: bool = False, system: str | None = None,
+                 truncate: bool = False, **params) -> GenerationResult | list[GenerationResult]:
+        """Continue `prompt` (or each of a list, batched) with the decoding `params` of GenerationConfig."""
+        if isinstance(prompt, (list, tuple)):
+            return self._generate_batch(list(prompt), chat=chat, system=system, truncate=truncate, **params)
+        stream = self.stream(prompt, chat=chat, system=system, truncate=truncate, **params)
+        for _ in stream:
+            pass
+        return stream.result
+
+    def chat(self, messages: str | Sequence[Message], system: str | None = None, truncate: bool = False,
+             **params) -> GenerationResult:
+        """Answer a conversation (a list of {"role", "content"} messages, or one user message)."""
+        stream = self._stream(self.chat_prompt(messages, system), True, truncate, params)
+        for _ in stream:
+            pass
+        return stream.result
+
+    def stream(self, prompt: str | bytes, *, chat: bool = False, system: str | None = None, truncate: bool = False,
+               **params) -> TextStream:
+        """Generate lazily: iterate the returned stream for text pieces (never a broken character).
+
+        With `chat`, `prompt` is a user message put through the model's chat template.
+        """
+        prompt = as_text(prompt)
+        if system is not None and not chat:
+            raise InvalidParameterError("a system prompt needs chat mode (chat=True / --chat)")
+        return self._stream(self.chat_prompt(prompt, system) if chat else prompt, chat, truncate, params)
+
+    def _stream(self, prompt: str, templated: bool, truncate: bool, params: dict) -> TextStream:
+        config = GenerationConfig(**params).validate()
+        ids = self.encode_prompt(prompt, templated)
+        ids, config = self._fit(ids, config, truncate)
+        stream = TextStream(iter(()))
+        stream._pieces = self._stream_pieces(stream, prompt, ids, config)
+        return stream
+
+    def _seeded(self, config: GenerationConfig) -> tuple[GenerationConfig, torch.Generator | None]:
+        if not config.sampling:
+            return config, None
+        seed = config.seed if config.seed is not None else secrets.randbits(31)  # recorded, so reproducible
+        generator = torch.Generator(device=self.model.tok_embeddings.weight.device).manual_seed(seed)
+        return dataclasses.replace(config, seed=seed), generator
+
+    def _stream_pieces(self, stream: TextStream, prompt: str, ids: list[int],
+                       config: GenerationConfig) -> Iterator[str]:
+        config, generator = self._seeded(config)
+        t0 = time.perf_counter()
+        t_first = None
+        new_ids: list[int] = []
+        text, shown, reason = "", 0, "length"
+        if config.num_beams > 1:
+            steps = iter(beam_search(self.model, ids, config, self.tokenizer.eos_ids)[0])
+        else:
+            steps = (int(t[0]) for t in decode_steps(self.model, [ids], config, self.tokenizer.eos_ids,
+                                                     self._pad_id(), generator))
+        decoder = self.tokenizer.stream_decoder()
+        try:
+            for token in steps:
+                t_first = t_first or time.perf_counter()
+                new_ids.append(token)
+                if token in self.tokenizer.eos_ids and not config.ignore_eos:
+                    reason = "eos"
+                    break
+                text += decoder.step(token)
+                cut = find_stop(text, config.stop)
+                if cut >= 0:
+                    text, reason = text[:cut], "stop"
+                    break
+                visible = safe_length(text, config.stop)
+                if visible > shown:
+                    yield text[shown:visible]
+                    shown = visible
+            if shown < len(text):
+                yield text[shown:]
+        finally:
+            if hasattr(steps, "close"):
+                steps.close()
+            stream.result = self._result(prompt, ids, new_ids, text, reason, config, t0, t_first)
+
+    def _generate_batch(self, prompts: list[str], *, chat: bool, system: str | None, truncate: bool,
+                        **params) -> list[GenerationResult]:
+        config = GenerationConfig(**params).validate()
+        if config.num_beams > 1:  # beams run one prompt at a time
+            return [self.generate(p, chat=chat, system=system, truncate=truncate, **params) for p in prompts]
+        prompts = [as_text(p) for p in prompts]
+        if chat:
+            prompts = [self.chat_prompt(p, system) for p in prompts]
+        encoded = [self.encode_prompt(p, templated=chat) for p in prompts]
+        fitted = [self._fit(ids, config, truncate) for ids in encoded]
+        encoded = [ids for ids, _ in fitted]
+        config = min((c for _, c in fitted), key=lambda c: c.max_new_tokens)
+        config, generator = self._seeded(config)
+        t0, t_first = time.perf_counter(), None
+        rows: list[list[int]] = [[] for _ in prompts]
+        for step in decode_steps(self.model, encoded, config, self.tokenizer.eos_ids, self._pad_id(), generator):
+            t_first = t_first or time.perf_counter()
+            for row, token in zip(rows, step.tolist()):
+                if not row or row[-1] not in self.tokenizer.eos_ids or config.ignore_eos:
+                    row.append(token)
+        results = []
+        for prompt, ids, row in zip(prompts, encoded, rows):
+            ended = bool(row) and row[-1] in self.tokenizer.eos_ids and not config.ignore_eos
+            text = self.tokenizer.decode(row[:-1] if ended else row)
+            cut = find_stop(text, config.stop)
+            reason = "stop" if cut >= 0 else "eos" if ended else "length"
+            results.append(self._result(prompt, ids, row, text[:cut] if cut >= 0 else text, reason, config, t0,
+                                        t_first, batch_size=len(prompts)))
+        return results
+
+    def _pad_id(self) -> int:
+        tok = self.tokenizer
+        return next(i for i in (tok.pad_id, *tok.eos_ids, 0) if i is not None)
+
+    def _result(self, prompt: str, ids: list[int], new_ids: list[int], text: str, reason: str,
+                config: GenerationConfig, t0: float, t_first: float | None, batch_size: int = 1) -> GenerationResult:
+        t_end = time.perf_counter()
+        t_first = t_first or t_end
+        decode_s = t_end - t_first
+        stats = {
+            "prompt_tokens": len(ids), "new_tokens": len(new_ids), "batch_size": batch_size,
+            "time_to_first_token_s": round(t_first - t0, 4),
+            "decode_tokens_per_s": round((len(new_ids) - 1) * batch_size / decode_s, 2) if decode_s > 0 else None,
+            "total_s": round(t_end - t0, 4), "finish_reason": reason,
+            "device": str(self.model.tok_embeddings.weight.device),
+            "dtype": str(self.model.tok_embeddings.weight.dtype).removeprefix("torch."),
+        }
+        provenance = Provenance(model=self.name, model_source=self.source, model_sha256=self.sha256,
+                                params=config.to_dict(), seed=config.seed, prompt=prompt, stats=stats)
+        return GenerationResult(text=text, token_ids=new_ids, finish_reason=reason, provenance=provenance)
+
+
+def as_text(prompt: str | bytes) -> str:
+    if isinstance(prompt, bytes):
+        try:
+            return prompt.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputEncodingError(f"the prompt is not valid UTF-8 (byte {e.start}); convert it to UTF-8") from None
+    return prompt

@@ -1,0 +1,120 @@
+"""Decoding strategies as small logits processors, composed into one pipeline.
+
+Each processor maps (tokens so far (B, S), scores (B, V)) → scores, with the semantics of
+transformers' processors of the same name, applied in transformers' order: repetition controls
+first, then (when sampling) temperature, top-k, top-p, min-p.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+NEG_INF = float("-inf")
+
+
+def repetition_penalty(penalty: float) -> Processor:
+    """CTRL's penalty (Keskar et al. 2019): shrink the score of every token already present."""
+
+    def apply(tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        seen = torch.gather(scores, 1, tokens)
+        seen = torch.where(seen < 0, seen * penalty, seen / penalty)
+        return scores.scatter(1, tokens, seen)
+
+    return apply
+
+
+def no_repeat_ngram(n: int) -> Processor:
+    """Forbid any token that would repeat an n-gram already in the sequence."""
+
+    def apply(tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if tokens.shape[1] + 1 < n:
+            return scores
+        scores = scores.clone()
+        for row, seq in enumerate(tokens.tolist()):
+            prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+            banned = [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix]
+            scores[row, banned] = NEG_INF
+        return scores
+
+    return apply
+
+
+def temperature(t: float) -> Processor:
+    return lambda tokens, scores: scores / t
+
+
+def top_k(k: int) -> Processor:
+    """Keep the k highest-scoring tokens."""
+
+    def apply(tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        kth = torch.topk(scores, min(k, scores.shape[-1]))[0][..., -1, None]
+        return scores.masked_fill(scores < kth, NEG_INF)
+
+    return apply
+
+
+def top_p(p: float) -> Processor:
+    """Nucleus sampling (Holtzman et al. 2020): keep the smallest set of tokens whose mass reaches p."""
+
+    def apply(tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        sorted_scores, order = torch.sort(scores, descending=False)
+        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - p)
+        remove[..., -1:] = False  # always keep the most likely token
+        return scores.masked_fill(remove.scatter(1, order, remove), NEG_INF)
+
+    return apply
+
+
+def min_p(p: float) -> Processor:
+    """Keep tokens whose probability is at least p times the most likely token's."""
+
+    def apply(tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = scores.softmax(dim=-1)
+        return scores.masked_fill(probs < p * probs.amax(dim=-1, keepdim=True), NEG_INF)
+
+    return apply
+
+
+def build_processors(
+    *,
+    do_sample: bool,
+    temperature_: float = 1.0,
+    top_k_: int | None = None,
+    top_p_: float = 1.0,
+    min_p_: float | None = None,
+    repetition_penalty_: float = 1.0,
+    no_repeat_ngram_size: int = 0,
+) -> list[Processor]:
+    """The processors a configuration asks for, in application order; no-ops are left out."""
+    chain: list[Processor] = []
+    if repetition_penalty_ != 1.0:
+        chain.append(repetition_penalty(repetition_penalty_))
+    if no_repeat_ngram_size > 0:
+        chain.append(no_repeat_ngram(no_repeat_ngram_size))
+    if do_sample:
+        if temperature_ != 1.0:
+            chain.append(temperature(temperature_))
+        if top_k_:
+            chain.append(top_k(top_k_))
+        if top_p_ < 1.0:
+            chain.append(top_p(top_p_))
+        if min_p_:
+            chain.append(min_p(min_p_))
+    return chain
+
+
+def apply_processors(chain: Sequence[Processor], tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    for process in chain:
+        scores = process(tokens, scores)
+    return scores
+
+
+def pick_next(scores: torch.Tensor, do_sample: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """The next token per row (B,): argmax, or a draw from softmax(scores)."""
+    if not do_sample:
+        return scores.argmax(dim=-1)
+    return torch.multinomial(scores.softmax(dim=-1), num_samples=1, generator=generator).squeeze(1)
