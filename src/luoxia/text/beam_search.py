@@ -30,7 +30,7 @@ def beam_search(
     n, prompt_len = config.num_beams, len(prompt)
     max_len = prompt_len + config.max_new_tokens
     eos = set() if config.ignore_eos else set(eos_ids)
-    processors = config.processors()
+    processors = config.processors(list(eos), prompt_len)
     device = model.tok_embeddings.weight.device
 
     caches = model.new_caches(1, max_len)

@@ -40,7 +40,11 @@ def _compile(template: str) -> jinja2.Template:
 
 
 def render_chat(template: str, messages: Sequence[Message], add_generation_prompt: bool = True, **specials) -> str:
-    """Render `messages` (dicts with role and content); `specials` are bos_token, eos_token, ..."""
+    """Render `messages` (dicts with role and content); `specials` are bos_token, eos_token, ...
+
+    Special tokens a model lacks (None) stay undefined, so the template renders them as "".
+    """
+    specials = {k: v for k, v in specials.items() if v is not None}
     for m in messages:
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise ValueError(f"a chat message needs 'role' and 'content', got {m!r}")

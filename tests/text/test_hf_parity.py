@@ -1,0 +1,119 @@
+"""Our engine against transformers on tiny random Llama, GPT-2 and Qwen2 models saved as HF folders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from luoxia.text.pipeline import TextModel
+
+transformers = pytest.importorskip("transformers")
+
+PROMPTS = [
+    "The quick brown fox",
+    "def main():",
+    "落霞与孤鹜齐飞",
+    "She sells sea shells",
+    "Numbers like 2024",
+    "床前明月光",
+    "print('hello",
+    "the lazy dog jumps",
+    "秋水共长天一色",
+    "and the shells she sells",
+]
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_hf_dir):
+    ours = TextModel.load(str(tiny_hf_dir))
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tiny_hf_dir, dtype=torch.float32).eval()
+    return ours, theirs
+
+
+def ids_of(ours: TextModel, text: str) -> list[int]:
+    return ours.tokenizer.encode(text)
+
+
+def test_forward_logits_match(pair):
+    ours, theirs = pair
+    tokens = torch.randint(0, ours.model.config.vocab_size, (2, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = theirs(tokens).logits
+        got = ours.model(tokens)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_cached_decoding_matches_full_forward(pair):
+    ours, _ = pair
+    model = ours.model
+    tokens = torch.randint(0, model.config.vocab_size, (1, 24), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(tokens)
+        caches = model.new_caches(1, 24)
+        steps = [model(tokens[:, :16], caches, 0)]
+        steps += [model(tokens[:, i:i + 1], caches, i) for i in range(16, 24)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_greedy_continuations_identical(pair):
+    ours, theirs = pair
+    for prompt in PROMPTS:
+        ids = ids_of(ours, prompt)
+        expected = theirs.generate(torch.tensor([ids]), max_new_tokens=64, min_new_tokens=64, do_sample=False)
+        got = ours.generate(prompt, max_new_tokens=64, min_new_tokens=64)
+        assert got.token_ids == expected[0, len(ids):].tolist(), prompt
+
+
+def test_beam_search_best_sequence_identical(pair):
+    ours, theirs = pair
+    for prompt in PROMPTS[:4]:
+        ids = ids_of(ours, prompt)
+        expected = theirs.generate(torch.tensor([ids]), max_new_tokens=20, num_beams=5, do_sample=False)
+        got = ours.generate(prompt, max_new_tokens=20, num_beams=5)
+        new = expected[0, len(ids):].tolist()
+        while new and new[-1] == theirs.generation_config.pad_token_id and len(new) > len(got.token_ids):
+            new.pop()  # transformers pads finished beams to the batch length
+        assert got.token_ids == new, prompt
+
+
+@pytest.mark.parametrize("options", [
+    dict(length_penalty=0.0, early_stopping=True),
+    dict(length_penalty=2.0, early_stopping="never"),
+    dict(length_penalty=-1.0, early_stopping=False, no_repeat_ngram_size=2),
+    dict(repetition_penalty=1.3),
+])
+def test_beam_search_options_identical(pair, options):
+    ours, theirs = pair
+    prompt = PROMPTS[0]
+    ids = ids_of(ours, prompt)
+    expected = theirs.generate(torch.tensor([ids]), max_new_tokens=16, num_beams=4, do_sample=False, **options)
+    got = ours.generate(prompt, max_new_tokens=16, num_beams=4, **options)
+    assert got.token_ids == expected[0, len(ids):len(ids) + len(got.token_ids)].tolist()
+
+
+@pytest.mark.parametrize("options", [
+    dict(temperature=0.8),
+    dict(top_k=20, temperature=1.2),
+    dict(top_p=0.9),
+    dict(min_p=0.1, temperature=1.5),
+    dict(repetition_penalty=1.2, top_k=50, top_p=0.95),
+])
+def test_sampling_reproduces_transformers_with_same_seed(pair, options):
+    ours, theirs = pair
+    prompt = PROMPTS[1]
+    ids = ids_of(ours, prompt)
+    torch.manual_seed(1234)
+    hf_options = {"top_k": 0, **options}  # transformers' default top_k is 50
+    expected = theirs.generate(torch.tensor([ids]), max_new_tokens=30, min_new_tokens=30, do_sample=True,
+                               **hf_options)
+    got = ours.generate(prompt, max_new_tokens=30, min_new_tokens=30, do_sample=True, seed=1234, **options)
+    assert got.token_ids == expected[0, len(ids):].tolist()
+
+
+def test_batched_generation_with_left_padding_matches_single(pair):
+    ours, theirs = pair
+    prompts = PROMPTS[:5]
+    batched = ours.generate(prompts, max_new_tokens=24, ignore_eos=True)
+    for prompt, result in zip(prompts, batched):
+        single = ours.generate(prompt, max_new_tokens=24, ignore_eos=True)
+        assert result.token_ids == single.token_ids, prompt

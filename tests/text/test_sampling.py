@@ -1,0 +1,51 @@
+"""Each logits processor against transformers' processor of the same name, on the same scores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from luoxia.text import sampling
+
+generation = pytest.importorskip("transformers.generation.logits_process")
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 50, (3, 12), generator=g)
+    scores = torch.randn(3, 50, generator=g) * 3
+    return tokens, scores
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (sampling.temperature(0.7), generation.TemperatureLogitsWarper(0.7)),
+    (sampling.top_k(5), generation.TopKLogitsWarper(5)),
+    (sampling.top_p(0.8), generation.TopPLogitsWarper(0.8)),
+    (sampling.top_p(0.05), generation.TopPLogitsWarper(0.05)),
+    (sampling.min_p(0.2), generation.MinPLogitsWarper(0.2)),
+    (sampling.repetition_penalty(1.5), generation.RepetitionPenaltyLogitsProcessor(1.5)),
+    (sampling.repetition_penalty(0.8), generation.RepetitionPenaltyLogitsProcessor(0.8)),
+    (sampling.no_repeat_ngram(2), generation.NoRepeatNGramLogitsProcessor(2)),
+    (sampling.no_repeat_ngram(3), generation.NoRepeatNGramLogitsProcessor(3)),
+])
+def test_processor_matches_transformers(batch, ours, theirs):
+    tokens, scores = batch
+    tokens[0, -3:] = tokens[0, 2:5]  # plant a repeated n-gram
+    torch.testing.assert_close(ours(tokens, scores.clone()), theirs(tokens, scores.clone()))
+
+
+def test_min_new_tokens_matches_transformers(batch):
+    tokens, scores = batch
+    theirs = generation.MinNewTokensLengthLogitsProcessor(prompt_length_to_skip=8, min_new_tokens=6,
+                                                          eos_token_id=[3, 4])
+    ours = sampling.min_new_tokens(6, [3, 4], prompt_len=8)
+    torch.testing.assert_close(ours(tokens, scores.clone()), theirs(tokens, scores.clone()))
+
+
+def test_greedy_picks_argmax_and_sampling_respects_filters(batch):
+    _, scores = batch
+    assert torch.equal(sampling.pick_next(scores, False, None), scores.argmax(-1))
+    filtered = sampling.top_k(1)(None, scores)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(sampling.pick_next(filtered, True, g), scores.argmax(-1))
