@@ -1,7 +1,7 @@
-"""Fixtures for the CLI tests: an isolated $LUOXIA_HOME, an in-process `luoxia`, a tiny HF model.
+"""Fixtures for the CLI tests: an in-process `luoxia` and a tiny HF model.
 
-The home is one temporary folder for the whole session (set in the environment, so subprocesses
-see it too), so the embedded model is converted at most once per session.
+tests/conftest.py gives the session one temporary $LUOXIA_HOME (in the environment, so
+subprocesses see it too), so the embedded model is converted at most once per session.
 """
 
 from __future__ import annotations
@@ -27,16 +27,6 @@ SENTENCES = [
     "once upon a time there was a small model that wrote words",
 ]
 CONTEXT = 64  # max_position_embeddings of the tiny model
-
-
-@pytest.fixture(scope="session")
-def luoxia_home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("luoxia_home")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_home(luoxia_home: Path, monkeypatch) -> None:
-    monkeypatch.setenv("LUOXIA_HOME", str(luoxia_home))
 
 
 @dataclasses.dataclass
@@ -75,13 +65,6 @@ def luoxia(capsys, monkeypatch) -> Callable[..., Run]:
         return Run(code, captured.out, captured.err)
 
     return run
-
-
-@pytest.fixture(scope="session")
-def smollm2_path() -> Path:
-    from luoxia.core.registry import resolve
-
-    return resolve("smollm2")
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ Most tests use a tiny random HF model made by the fixtures; the `slow` ones use 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,6 +53,15 @@ def test_flags_map_onto_the_config_fields():
     GenerationConfig(**got).validate()
 
 
+def test_every_config_field_has_a_flag():
+    every = params("--max-new-tokens", "5", "--min-new-tokens", "1", "--max-length", "9", "--sample",
+                   "--temperature", "0.5", "--top-k", "3", "--top-p", "0.9", "--min-p", "0.1",
+                   "--repetition-penalty", "1.1", "--no-repeat-ngram-size", "2", "--num-beams", "1",
+                   "--length-penalty", "1", "--early-stopping", "true", "--stop", ".", "--seed", "1", "--ignore-eos")
+    assert set(every) == {f.name for f in dataclasses.fields(GenerationConfig)}
+    GenerationConfig(**every).validate()
+
+
 @pytest.mark.parametrize("flag, value", [("--temperature", "0.7"), ("--top-k", "5"), ("--top-p", "0.9"),
                                          ("--min-p", "0.1")])
 def test_sampling_parameters_switch_sampling_on(flag, value):
@@ -79,6 +89,7 @@ def test_early_stopping(early, value):
     (["--temperature", "-1"], ["temperature", ">= 0"]),
     (["--num-beams", "0"], ["num_beams", ">= 1"]),
     (["--max-new-tokens", "0"], ["max_new_tokens", ">= 1"]),
+    (["--min-new-tokens", "-1"], ["min_new_tokens", ">= 0"]),
     (["--min-p", "2"], ["min_p"]),
     (["--num-beams", "2", "--sample"], ["beam search with sampling"]),
     (["--dtype", "float8"], ["dtype", "float8"]),
@@ -205,7 +216,8 @@ def test_ctrl_c_stops_generation(luoxia, tiny_raw_model, monkeypatch):
     monkeypatch.setattr(TextModel, "stream", lambda self, prompt, **kwargs: TextStream(pieces()))
     run = luoxia("generate", "the cat", "--model", tiny_raw_model)
     assert run.code == 130
-    assert run.out == "the"
+    assert run.out == "the\n"
+    assert run.err.strip() == TEXT_NOTICE
     assert closed and "Traceback" not in run.err
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from luoxia.cli import error_line
 from luoxia.core.artifact import TEXT_NOTICE, sidecar_path
-from luoxia.core.errors import InvalidParameterError, LuoxiaError
+from luoxia.core.errors import InvalidParameterError, LuoxiaError, UserFileError
 from luoxia.core.registry import DEFAULT_TEXT_MODEL
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ def _add_decoding_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding", "Unset flags keep the defaults of luoxia.text.generate.GenerationConfig "
                                          "(greedy decoding, named as in transformers).")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="generate at most N tokens")
+    g.add_argument("--min-new-tokens", type=int, metavar="N", help="forbid end-of-sequence before N new tokens")
     g.add_argument("--max-length", type=int, metavar="N", help="prompt + new tokens at most N (overrides "
                                                                 "--max-new-tokens)")
     how = g.add_mutually_exclusive_group()
@@ -123,7 +124,7 @@ def _add_decoding_flags(p: argparse.ArgumentParser) -> None:
 
 def decoding_params(args: argparse.Namespace) -> dict:
     """The GenerationConfig fields the user gave, and only those."""
-    fields = ("max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p",
+    fields = ("max_new_tokens", "min_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p",
               "repetition_penalty", "no_repeat_ngram_size", "num_beams", "length_penalty", "seed", "ignore_eos")
     params = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if args.early_stopping is not None:
@@ -165,6 +166,10 @@ def generate(*, prompt: str | None, prompt_file: Path | None, model: ModelChoice
             for piece in stream:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
+        except KeyboardInterrupt:  # what was shown is generated text too: label it, then stop
+            sys.stdout.write("\n")
+            print(TEXT_NOTICE, file=sys.stderr)
+            raise
         finally:
             stream.close()
         sys.stdout.write("\n")
@@ -186,7 +191,7 @@ def read_prompt(prompt: str | None, prompt_file: Path | None) -> str | bytes:
             return prompt_file.read_bytes()
         except OSError as e:
             reason = f"cannot read --prompt-file {prompt_file}: {e.strerror}"
-            raise InvalidParameterError(f"{reason}; check the path") from None
+            raise UserFileError(f"{reason}; check the path") from None
     if prompt is None:
         raise InvalidParameterError('no prompt; give one (luoxia generate "Once upon a time"), '
                                     'or --prompt-file FILE, or "-" to read stdin')
@@ -203,7 +208,7 @@ def _save(result: GenerationResult, output: Path) -> None:
     try:
         path = result.artifact.save(output)
     except OSError as e:
-        raise InvalidParameterError(f"cannot write -o {output}: {e.strerror}; choose another path") from None
+        raise UserFileError(f"cannot write -o {output}: {e.strerror}; choose another path") from None
     print(f"saved {path} and {sidecar_path(path)}", file=sys.stderr)
 
 
@@ -279,29 +284,26 @@ class ChatSession:
         out = sys.stdout
         self.history.append({"role": "user", "content": text})
         try:
-            # TextModel has no public streaming chat over a message list: this is what `chat` does, streamed.
-            stream = self.model._stream(self.model.chat_prompt(self.history, self.system), True, self.truncate,
-                                        self.params)
+            stream = self.model.stream_chat(self.history, self.system, self.truncate, **self.params)
         except LuoxiaError as e:
             self.history.pop()
             print(error_line(e) + " (/reset clears the conversation)", file=sys.stderr)
             return
         pieces: list[str] = []
-        interrupted = False
         try:
             for piece in stream:
                 pieces.append(piece)
                 out.write(piece)
                 out.flush()
         except KeyboardInterrupt:
-            interrupted = True
+            pass  # the answer stops here; the result says "interrupted"
         finally:
             stream.close()
         out.write("\n")
         out.flush()
         self.history.append({"role": "assistant", "content": "".join(pieces)})
         if stream.result is not None:
-            print(stats_line(stream.result) + (" (interrupted)" if interrupted else ""), file=sys.stderr)
+            print(stats_line(stream.result), file=sys.stderr)
 
 
 def _note(text: str) -> None:
@@ -329,7 +331,7 @@ def load_model(choice: ModelChoice) -> TextModel:
 
 def use_chat(model: TextModel, chat: bool | None, system: str | None) -> bool:
     """Chat mode: as asked, else whenever the model has a chat template (or a system prompt is given)."""
-    has_template = bool(model.tokenizer.chat_template)
+    has_template = model.has_chat_template
     if chat is None:
         chat = has_template or system is not None
     if chat and not has_template:

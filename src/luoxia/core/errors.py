@@ -25,5 +25,9 @@ class PromptTooLongError(LuoxiaError):
     """A prompt that does not fit the model's context window."""
 
 
+class UserFileError(LuoxiaError):
+    """A file the user named that cannot be read or written."""
+
+
 class InputEncodingError(LuoxiaError):
     """Input that is not valid UTF-8 text."""

@@ -23,6 +23,7 @@ from luoxia.core.artifact import Artifact
 from luoxia.core.device import pick_device, pick_dtype
 from luoxia.core.errors import InputEncodingError, InvalidParameterError, PromptTooLongError
 from luoxia.core.provenance import Provenance
+from luoxia.core.registry import DEFAULT_TEXT_MODEL
 from luoxia.text.beam_search import beam_search
 from luoxia.text.chat import Message
 from luoxia.text.formats.bundle import ModelBundle
@@ -37,7 +38,7 @@ from luoxia.text.tokenizer import Tokenizer
 class GenerationResult:
     text: str
     token_ids: list[int]  # the new tokens, stop string and EOS included
-    finish_reason: str  # "eos" | "stop" (a stop string) | "length"
+    finish_reason: str  # "eos" | "stop" (a stop string) | "length" | "interrupted" (stream closed)
     provenance: Provenance
 
     @property
@@ -71,7 +72,7 @@ class TextModel:
         self.load_info = load_info
 
     @classmethod
-    def load(cls, name_or_path: str = "smollm2", device: str | None = None, dtype: str | None = None,
+    def load(cls, name_or_path: str = DEFAULT_TEXT_MODEL, device: str | None = None, dtype: str | None = None,
              use_cache: bool = True) -> TextModel:
         """A registry name ("smollm2"), a .gguf file or a Hugging Face folder."""
         t0 = time.perf_counter()
@@ -82,6 +83,10 @@ class TextModel:
         tokenizer = bundle.tokenizer
         bundle.state_dict = {}  # the model owns the tensors now
         return cls(model, tokenizer, bundle, info)
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(self.tokenizer.chat_template)
 
     @property
     def context_length(self) -> int:
@@ -139,10 +144,15 @@ class TextModel:
     def chat(self, messages: str | Sequence[Message], system: str | None = None, truncate: bool = False,
              **params) -> GenerationResult:
         """Answer a conversation (a list of {"role", "content"} messages, or one user message)."""
-        stream = self._stream(self.chat_prompt(messages, system), True, truncate, params)
+        stream = self.stream_chat(messages, system, truncate, **params)
         for _ in stream:
             pass
         return stream.result
+
+    def stream_chat(self, messages: str | Sequence[Message], system: str | None = None, truncate: bool = False,
+                    **params) -> TextStream:
+        """`chat`, streamed: iterate for the answer's pieces."""
+        return self._stream(self.chat_prompt(messages, system), True, truncate, params)
 
     def stream(self, prompt: str | bytes, *, chat: bool = False, system: str | None = None, truncate: bool = False,
                **params) -> TextStream:
@@ -183,6 +193,7 @@ class TextModel:
             steps = (int(t[0]) for t in decode_steps(self.model, [ids], config, self.tokenizer.eos_ids,
                                                      self._pad_id(), generator))
         decoder = self.tokenizer.stream_decoder()
+        done = False
         try:
             for token in steps:
                 t_first = t_first or time.perf_counter()
@@ -201,9 +212,14 @@ class TextModel:
                     shown = visible
             if shown < len(text):
                 yield text[shown:]
+            done = True
         finally:
+            if not done and reason == "length":
+                reason = "interrupted"  # closed by the caller (e.g. Ctrl-C) before the end
             if hasattr(steps, "close"):
                 steps.close()
+            if config.num_beams > 1:
+                t_first = None  # beams cannot stream: the first token is known only when the search ends
             stream.result = self._result(prompt, ids, new_ids, text, reason, config, t0, t_first)
 
     def _generate_batch(self, prompts: list[str], *, chat: bool, system: str | None, truncate: bool,
@@ -243,12 +259,14 @@ class TextModel:
     def _result(self, prompt: str, ids: list[int], new_ids: list[int], text: str, reason: str,
                 config: GenerationConfig, t0: float, t_first: float | None, batch_size: int = 1) -> GenerationResult:
         t_end = time.perf_counter()
-        t_first = t_first or t_end
-        decode_s = t_end - t_first
+        if t_first is None:  # nothing streamed (beam search): report the overall rate
+            t_first, decoded, decode_s = t_end, len(new_ids), t_end - t0
+        else:
+            decoded, decode_s = len(new_ids) - 1, t_end - t_first
         stats = {
             "prompt_tokens": len(ids), "new_tokens": len(new_ids), "batch_size": batch_size,
             "time_to_first_token_s": round(t_first - t0, 4),
-            "decode_tokens_per_s": round((len(new_ids) - 1) * batch_size / decode_s, 2) if decode_s > 0 else None,
+            "decode_tokens_per_s": round(decoded * batch_size / decode_s, 2) if decode_s > 0 and decoded else None,
             "total_s": round(t_end - t0, 4), "finish_reason": reason,
             "device": str(self.model.tok_embeddings.weight.device),
             "dtype": str(self.model.tok_embeddings.weight.dtype).removeprefix("torch."),

@@ -14,6 +14,7 @@ from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers.decoders import DecodeStream
 
 from luoxia.core import atomic
+from luoxia.core.errors import InvalidParameterError
 from luoxia.text.chat import Message, render_chat
 
 
@@ -67,7 +68,7 @@ class Tokenizer:
     def apply_chat_template(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         """The conversation rendered with the model's own template, as transformers renders it."""
         if not self.chat_template:
-            raise ValueError("this model has no chat template; use raw completion instead")
+            raise InvalidParameterError("this model has no chat template; use raw completion (--raw) instead")
         specials = dict(bos_token=self.bos_token, eos_token=self.eos_token, pad_token=self.pad_token,
                         unk_token=self.unk_token)
         return render_chat(self.chat_template, messages, add_generation_prompt=add_generation_prompt, **specials)
