@@ -57,10 +57,10 @@ def smollm2_path() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2(smollm2_path):
-    """Our engine on the embedded model (float32)."""
+    """Our engine on the embedded model, unquantized float32 (the transformers-parity path)."""
     from luoxia import load_text_model
 
-    return load_text_model("smollm2")
+    return load_text_model("smollm2", quant="none")
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def llama256_dir(tmp_path_factory, tokenizer_dir):
 @pytest.mark.parametrize("qtype", QTYPES)
 def test_every_tensor_type_matches_transformers(tmp_path, llama256_dir, qtype):
     path = write_gguf(tmp_path / f"tiny-{qtype}.gguf", llama256_dir, qtype)
-    ours = TextModel.load(str(path), use_cache=False)
+    ours = TextModel.load(str(path), use_cache=False, quant="none")
     theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32)
     tokens = torch.randint(0, ours.model.config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -49,8 +49,8 @@ def test_every_tensor_type_matches_transformers(tmp_path, llama256_dir, qtype):
 def test_f32_gguf_equals_the_hf_model_it_came_from(tmp_path, llama256_dir):
     """Round trip through llama.cpp's q/k permutation: same logits as the original folder."""
     path = write_gguf(tmp_path / "tiny.gguf", llama256_dir, "F32")
-    from_gguf = TextModel.load(str(path), use_cache=False).model
-    from_hf = TextModel.load(str(llama256_dir)).model
+    from_gguf = TextModel.load(str(path), use_cache=False, quant="none").model
+    from_hf = TextModel.load(str(llama256_dir), quant="none").model
     tokens = torch.arange(20)[None]
     with torch.no_grad():
         torch.testing.assert_close(from_gguf(tokens), from_hf(tokens), atol=1e-5, rtol=1e-5)

@@ -1,6 +1,6 @@
 """`luoxia generate` (one prompt, streamed) and `luoxia chat` (a conversation at a prompt line).
 
-Both take the model flags (--model, --device, --dtype, --truncate) and the decoding flags, which
+Both take the model flags (--model, --device, --dtype, --quant, --truncate) and the decoding flags, which
 map one to one onto `GenerationConfig` fields. Every flag defaults to "not given" and only the
 flags given are passed on, so GenerationConfig's defaults are the only defaults. The parameters are
 validated before the model loads, so a bad flag fails at once.
@@ -41,6 +41,7 @@ class ModelChoice:
     name: str | None
     device: str | None
     dtype: str | None
+    quant: str | None
 
 
 # --- flags ---------------------------------------------------------------------------------------
@@ -92,6 +93,9 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                         "see `luoxia models`)")
     g.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     g.add_argument("--dtype", help="float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on GPU)")
+    g.add_argument("--quant", choices=["auto", "none", "int8", "int4"],
+                   help="weight quantization on the CPU (default auto: a 4-bit GGUF runs as int4, an 8-bit one "
+                        "as int8, float weights unquantized); none computes in --dtype and matches transformers")
     g.add_argument("--truncate", action="store_true",
                    help="drop the oldest prompt tokens when the prompt does not fit the context window")
 
@@ -137,7 +141,7 @@ def decoding_params(args: argparse.Namespace) -> dict:
 
 
 def _model_choice(args: argparse.Namespace) -> ModelChoice:
-    return ModelChoice(args.model, args.device, args.dtype)
+    return ModelChoice(args.model, args.device, args.dtype, args.quant)
 
 
 # --- generate ------------------------------------------------------------------------------------
@@ -325,7 +329,7 @@ def load_model(choice: ModelChoice) -> TextModel:
     from luoxia.text.pipeline import TextModel
 
     pick_dtype(choice.dtype, pick_device(choice.device))
-    given = {"name_or_path": choice.name, "device": choice.device, "dtype": choice.dtype}
+    given = {"name_or_path": choice.name, "device": choice.device, "dtype": choice.dtype, "quant": choice.quant}
     return TextModel.load(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -346,5 +350,5 @@ def stats_line(result: GenerationResult) -> str:
     rate = s.get("decode_tokens_per_s")
     parts = [f"{s['new_tokens']} tokens", f"prompt {s['prompt_tokens']}",
              f"first token {s['time_to_first_token_s']:.2f} s", f"{rate:.1f} tok/s" if rate else "- tok/s",
-             f"finish: {s['finish_reason']}", f"{s['device']} {s['dtype']}"]
+             f"finish: {s['finish_reason']}", f"{s['device']} {s.get('quant', 'none')}/{s['dtype']}"]
     return "[" + " · ".join(parts) + "]"

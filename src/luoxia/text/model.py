@@ -181,9 +181,13 @@ class Transformer(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = config
-        self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
+        # Embeddings are created uninitialised (`_weight`): loaders fill them, `init_weights` trains
+        # from scratch, and skipping nn.Embedding's random init on the meta device keeps loading fast.
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim, _weight=torch.empty(config.vocab_size,
+                                                                                                config.dim))
         if config.positions == "learned":
-            self.pos_embeddings = nn.Embedding(config.max_seq_len, config.dim)
+            self.pos_embeddings = nn.Embedding(config.max_seq_len, config.dim,
+                                               _weight=torch.empty(config.max_seq_len, config.dim))
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = make_norm(config)
         self.output = nn.Linear(config.dim, config.vocab_size, bias=False)

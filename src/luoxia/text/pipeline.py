@@ -30,6 +30,7 @@ from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.generate import GenerationConfig, decode_steps
 from luoxia.text.loader import build_model, load_bundle
 from luoxia.text.model import Transformer
+from luoxia.text.quant import choose_quant, quantize
 from luoxia.text.stopping import find_stop, safe_length
 from luoxia.text.tokenizer import Tokenizer
 
@@ -73,12 +74,24 @@ class TextModel:
 
     @classmethod
     def load(cls, name_or_path: str = DEFAULT_TEXT_MODEL, device: str | None = None, dtype: str | None = None,
-             use_cache: bool = True) -> TextModel:
-        """A registry name ("smollm2"), a .gguf file or a Hugging Face folder."""
+             quant: str | None = "auto", use_cache: bool = True) -> TextModel:
+        """A registry name ("smollm2"), a .gguf file or a Hugging Face folder.
+
+        `quant` "auto" keeps a quantized GGUF's own precision on the CPU (int4 for Q4_*, int8 for
+        8-bit types; see `text.quant`); "none" computes in `dtype` (float32 on CPU), which matches
+        transformers on the same weights token for token.
+        """
         t0 = time.perf_counter()
-        bundle, info = load_bundle(name_or_path, use_cache=use_cache)
         dev = pick_device(device)
-        model = build_model(bundle, dev, pick_dtype(dtype, dev))
+        bundle, info = load_bundle(name_or_path, use_cache=use_cache)
+        mode = choose_quant(quant, bundle.source_dtype, dev)
+        if mode != "none" and dtype not in (None, "auto", "bfloat16"):
+            raise InvalidParameterError(
+                f"--quant {mode} computes in bfloat16; drop --dtype {dtype} or use --quant none"
+            )
+        model = build_model(bundle, dev, pick_dtype(dtype, dev) if mode == "none" else torch.float32)
+        quantize(model, mode)
+        info["quant"] = mode
         info["load_s"] = round(time.perf_counter() - t0, 3)
         tokenizer = bundle.tokenizer
         bundle.state_dict = {}  # the model owns the tensors now
@@ -270,6 +283,7 @@ class TextModel:
             "total_s": round(t_end - t0, 4), "finish_reason": reason,
             "device": str(self.model.tok_embeddings.weight.device),
             "dtype": str(self.model.tok_embeddings.weight.dtype).removeprefix("torch."),
+            "quant": self.load_info.get("quant", "none"),
         }
         provenance = Provenance(model=self.name, model_source=self.source, model_sha256=self.sha256,
                                 params=config.to_dict(), seed=config.seed, prompt=prompt, stats=stats)

@@ -18,3 +18,4 @@ class ModelBundle:
     source: str  # the file or folder it came from
     sha256: str  # hash of the source (the GGUF file, or the folder's weight files)
     name: str = ""  # a human-readable model name from the file's metadata
+    source_dtype: str = "F32"  # how most of the source's weights are stored: F32, BF16, Q4_1, Q8_0, ...

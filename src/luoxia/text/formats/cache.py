@@ -41,6 +41,7 @@ def load_cached(sha256: str) -> ModelBundle | None:
     return ModelBundle(
         config=TransformerConfig.from_dict(meta["model"]), state_dict=state_dict, tokenizer=tokenizer,
         source=meta["source"], sha256=sha256, name=meta.get("name", ""),
+        source_dtype=meta.get("source_dtype", "F32"),
     )
 
 
@@ -57,7 +58,7 @@ def store(bundle: ModelBundle) -> Path:
         save_file(tensors, tmp / "model.safetensors")
         bundle.tokenizer.save(tmp)
         meta = {"luoxia_cache_version": CACHE_VERSION, "model": bundle.config.to_dict(),
-                "source": bundle.source, "name": bundle.name}
+                "source": bundle.source, "name": bundle.name, "source_dtype": bundle.source_dtype}
         atomic.write_text(tmp / "config.json", json.dumps(meta, indent=2))
         if final.exists():
             shutil.rmtree(final)

@@ -260,4 +260,13 @@ def load_gguf(path: str | os.PathLike) -> ModelBundle:
     return ModelBundle(
         config=config, state_dict=state_dict, tokenizer=tokenizer, source=str(Path(path).resolve()),
         sha256=cached_sha256(path), name=_field(reader, "general.name", Path(path).stem),
+        source_dtype=dominant_type(reader),
     )
+
+
+def dominant_type(reader) -> str:
+    """The tensor type holding most of the file's weights, e.g. "Q4_1"."""
+    counts: dict[str, int] = {}
+    for t in reader.tensors:
+        counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + int(t.n_elements)
+    return max(counts, key=counts.get) if counts else "F32"

@@ -202,4 +202,6 @@ def load_hf(directory: str | os.PathLike) -> ModelBundle:
     return ModelBundle(
         config=config, state_dict=state_dict, tokenizer=tokenizer, source=str(directory.resolve()),
         sha256=_folder_sha256(files), name=hf_config.get("_name_or_path") or directory.name,
+        source_dtype={"bfloat16": "BF16", "float16": "F16"}.get(hf_config.get("torch_dtype") or hf_config.get("dtype"),
+                                                               "F32"),
     )

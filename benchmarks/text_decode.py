@@ -1,0 +1,464 @@
+"""Text decoding speed: luoxia against transformers on the same weights, same prompt, same run.
+
+Both engines load the embedded SmolLM2-135M-Instruct Q4_1 GGUF: transformers dequantizes it to
+float32; ours runs in several variants (--variants): float32 (dequantized, the transformers-parity
+path), int8 and int4 (the file's own 4-bit grid, the default on the CPU; see luoxia.text.quant). All
+get the same 32 prompt token ids and decode 128 new tokens greedily, batch 1, on the CPU, with
+the same number of torch threads. Measured per engine:
+
+    prefill tok/s   32 / (time from the generate call to the first new token)
+    decode tok/s    127 / (time from the first new token to the last)
+                    median of --repeats runs after one warm-up; both models live in this
+                    process and their runs alternate, so background load hits both alike
+    TTFT cold s     wall time from starting a fresh Python process (imports included) to its
+                    first new token; ours with an empty $LUOXIA_HOME, so the GGUF is dequantized
+    TTFT warm s     the same with our converted-weights cache filled (transformers has no such
+                    cache: it loads the GGUF again); median of --repeats processes
+    load s          the load call alone in those processes (model and tokenizer)
+    peak RSS MB     the child process's own ru_maxrss at its first token
+
+`--variants float32,bfloat16,int8,int4` picks our rows. When llama-cpp-python is
+importable (`pip install 'luoxia[llamacpp]'`) a llama.cpp row runs the same GGUF file, still
+quantized, in child processes.
+
+    .venv/bin/python benchmarks/text_decode.py [--repeats 3] [--variants float32,int8,int4] [--skip-cold]
+
+Prints the machine, a Markdown table, the ratios and whether the targets are met (our decode
+>= 1.5x transformers', our warm TTFT <= 3 s, both for the default variant); writes
+benchmarks/results/text_decode.json.
+Only the standard library is imported at the top: a child process pays for its own imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROMPT_TOKENS = 32
+PROMPT_TEXT = (
+    "The old lighthouse keeper climbed the spiral stairs every evening at dusk. From the lamp room he "
+    "could see the fishing boats returning to the harbour, the gulls circling over the nets, and the "
+    "storm clouds gathering far out at sea. That night, something was different."
+)
+RESULTS = Path(__file__).resolve().parent / "results" / "text_decode.json"
+TARGET_DECODE_RATIO = 1.5
+TARGET_WARM_TTFT_S = 3.0
+CHILD_MARK = "@@luoxia-bench "
+OURS, HF, LLAMA = "luoxia", "transformers", "llamacpp"
+# Our variants: row label -> (dtype, quant) for TextModel.load.
+VARIANTS = {"float32": ("float32", "none"), "bfloat16": ("bfloat16", "none"), "int8": (None, "int8"),
+            "int4": (None, "int4")}
+DEFAULT_VARIANT = "int4"  # what TextModel.load picks on the CPU for a Q4_1 GGUF (quant="auto")
+
+
+# --- one generation per engine: (prefill s, decode s, new token ids) ----------------------------
+
+def ours_generate(model, ids: list[int], new_tokens: int) -> tuple[float, float, list[int]]:
+    from luoxia.text.generate import GenerationConfig, decode_steps
+
+    config = GenerationConfig(max_new_tokens=new_tokens, ignore_eos=True)
+    tokens, stamps = [], []
+    t0 = time.perf_counter()
+    # eos_ids and pad_id are never used: EOS is ignored and one unpadded row never finishes early.
+    for step in decode_steps(model, [ids], config, eos_ids=[], pad_id=0):
+        tokens.append(int(step[0]))
+        stamps.append(time.perf_counter())
+    return stamps[0] - t0, stamps[-1] - stamps[0], tokens
+
+
+def hf_generate(model, ids: list[int], new_tokens: int) -> tuple[float, float, list[int]]:
+    import torch
+    from transformers.generation.streamers import BaseStreamer
+
+    class Stamps(BaseStreamer):
+        """Times each new token as generate hands it over (the first `put` is the prompt)."""
+
+        def __init__(self):
+            self.puts: list[float] = []
+
+        def put(self, value):
+            self.puts.append(time.perf_counter())
+
+        def end(self):
+            pass
+
+    stamps = Stamps()
+    input_ids = torch.tensor([ids])
+    t0 = time.perf_counter()
+    out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens,
+                         min_new_tokens=new_tokens, do_sample=False, streamer=stamps,
+                         pad_token_id=model.generation_config.pad_token_id)
+    first, last = stamps.puts[1], stamps.puts[-1]
+    return first - t0, last - first, out[0, len(ids):].tolist()
+
+
+def llama_generate(llm, ids: list[int], new_tokens: int) -> tuple[float, float, list[int]]:
+    llm.reset()  # otherwise generate reuses the cached prompt prefix and skips the prefill
+    tokens, stamps = [], []
+    t0 = time.perf_counter()
+    for token in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
+        tokens.append(int(token))
+        stamps.append(time.perf_counter())
+        if len(tokens) == new_tokens:
+            break
+    return stamps[0] - t0, stamps[-1] - stamps[0], tokens
+
+
+# --- child processes: load, first token, report -------------------------------------------------
+
+def child_main(args: argparse.Namespace) -> None:
+    """Runs in a fresh process: import, load, produce one token; print timings as one JSON line."""
+    ids = [int(i) for i in args.ids.split(",")]
+    report: dict = {}
+    if args.child == LLAMA:
+        from llama_cpp import Llama
+
+        t_imported = time.time()
+        llm = Llama(model_path=args.model, n_threads=args.threads, n_threads_batch=args.threads,
+                    n_ctx=len(ids) + args.new_tokens + 16, verbose=False)
+        t_loaded = time.time()
+        llm.reset()
+        first = int(next(llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0)))
+        generate, model = llama_generate, llm
+    else:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        if args.child == OURS:
+            from luoxia.text.generate import GenerationConfig, decode_steps
+            from luoxia.text.pipeline import TextModel
+
+            t_imported = time.time()
+            dtype, quant = VARIANTS[args.variant]
+            loaded = TextModel.load(args.model, device="cpu", dtype=dtype, quant=quant)
+            t_loaded = time.time()
+            report["from_cache"] = loaded.load_info["from_cache"]
+            steps = decode_steps(loaded.model, [ids], GenerationConfig(max_new_tokens=1, ignore_eos=True),
+                                 eos_ids=[], pad_id=0)
+            first = int(next(steps)[0])
+            generate, model = ours_generate, loaded.model
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            t_imported = time.time()
+            path = Path(args.model)
+            where = dict(gguf_file=path.name) if path.is_file() else {}
+            folder = path.parent if path.is_file() else path
+            AutoTokenizer.from_pretrained(folder, **where)  # a user needs it; it is part of the load
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **where).eval()
+            t_loaded = time.time()
+            first = hf_generate(model, ids, 1)[2][0]
+            generate = hf_generate
+    t_first = time.time()
+    report.update(t_imported=t_imported, t_loaded=t_loaded, t_first=t_first, first_token=first,
+                  peak_rss_mb=peak_rss_mb())
+    if args.throughput:  # engines this process cannot import measure their speed in the child too
+        generate(model, ids, args.new_tokens)  # warm-up
+        report["runs"] = [generate(model, ids, args.new_tokens) for _ in range(args.repeats)]
+    print(CHILD_MARK + json.dumps(report), flush=True)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM counts this program's pages only: ru_maxrss also
+    counts the parent's pages that the child held between fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def run_child(engine: str, args: argparse.Namespace, ids: list[int], model: str, home: Path | None,
+              python: str = sys.executable, variant: str = "float32", throughput: bool = False, tag: str = "") -> dict:
+    """Start this script as a child; return its report with ttft_s and load_s as seen from outside."""
+    cmd = [python, str(Path(__file__).resolve()), "--child", engine, "--model", model, "--variant", variant,
+           "--threads", str(args.threads), "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats),
+           "--ids", ",".join(map(str, ids))]
+    if throughput:
+        cmd.append("--throughput")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    env.pop("TQDM_DISABLE", None)  # children show what a user sees
+    if home is not None:
+        env["LUOXIA_HOME"] = str(home)
+    t_spawn = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(CHILD_MARK)]
+    if proc.returncode != 0 or not lines:
+        sys.exit(f"the {engine} child process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    report = json.loads(lines[-1].removeprefix(CHILD_MARK))
+    report["ttft_s"] = report["t_first"] - t_spawn
+    report["load_s"] = report["t_loaded"] - report["t_imported"]
+    report["startup_import_s"] = report["t_imported"] - t_spawn
+    print(f"  {engine}{'' if engine == LLAMA else ' ' + variant} {tag} process: "
+          f"TTFT {report['ttft_s']:.2f} s = start+import {report['startup_import_s']:.2f} + "
+          f"load {report['load_s']:.2f} + first token {report['t_first'] - report['t_loaded']:.2f}", flush=True)
+    return report
+
+
+def cold_and_warm(engine: str, args: argparse.Namespace, ids: list[int], model: str, work: Path,
+                  warm_home: Path | None, **kw) -> dict:
+    """TTFT, load time and peak RSS of fresh processes: one cold (unless skipped), --repeats warm."""
+    out: dict = {}
+    if not args.skip_cold:
+        cold_home = Path(tempfile.mkdtemp(prefix="cold-", dir=work)) if warm_home is not None else None
+        cold = run_child(engine, args, ids, model, cold_home, tag="cold", **kw)
+        if cold.get("from_cache"):
+            sys.exit("the cold run found converted weights in an empty LUOXIA_HOME; the benchmark is broken")
+        out.update(ttft_cold_s=cold["ttft_s"], load_cold_s=cold["load_s"], peak_rss_cold_mb=cold["peak_rss_mb"],
+                   cold_run=cold)
+    warm = [run_child(engine, args, ids, model, warm_home, tag="warm", **kw) for _ in range(args.repeats)]
+    if warm_home is not None and not all(w.get("from_cache") for w in warm):
+        sys.exit("a warm run of ours did not load from the converted-weights cache; the benchmark is broken")
+    out.update(ttft_warm_s=statistics.median(w["ttft_s"] for w in warm),
+               load_warm_s=statistics.median(w["load_s"] for w in warm),
+               peak_rss_warm_mb=max(w["peak_rss_mb"] for w in warm), warm_runs=warm)
+    return out
+
+
+# --- the benchmark ------------------------------------------------------------------------------
+
+def machine_info(threads: int) -> dict:
+    import torch
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "threads": threads, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    if hasattr(os, "getloadavg"):
+        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+def throughput(name: str, runs: list[tuple[float, float, list[int]]], new_tokens: int) -> dict:
+    prefill = [PROMPT_TOKENS / p for p, _, _ in runs]
+    decode = [(new_tokens - 1) / d for _, d, _ in runs]
+    return {"engine": name, "prefill_tok_s": statistics.median(prefill), "decode_tok_s": statistics.median(decode),
+            "prefill_best_tok_s": max(prefill), "decode_best_tok_s": max(decode),
+            "decode_spread": max(decode) / min(decode), "prefill_runs_tok_s": prefill, "decode_runs_tok_s": decode,
+            "tokens": runs[-1][2]}
+
+
+def same_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def llamacpp_available(python: str) -> bool:
+    return subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode == 0
+
+
+def bench(args: argparse.Namespace) -> dict:
+    import torch
+
+    from luoxia.core import registry
+    from luoxia.text.pipeline import TextModel
+
+    torch.set_num_threads(args.threads)
+    path = registry.resolve(args.model).resolve()
+    work = Path(tempfile.mkdtemp(prefix="luoxia-bench-"))
+    warm_home = work / "warm-home"
+    os.environ["LUOXIA_HOME"] = str(warm_home)  # our loads below fill it; the warm children reuse it
+    try:
+        info = machine_info(args.threads)
+        print(f"machine: {info['cpu']}, {info['cpu_count']} CPUs, {args.threads} threads, torch {info['torch']}, "
+              f"transformers {info.get('transformers', '?')}", flush=True)
+
+        print("loading ours (converting the GGUF into a temporary LUOXIA_HOME) ...", flush=True)
+        engines = {}
+        for variant in args.variants:
+            dtype, quant = VARIANTS[variant]
+            ours = TextModel.load(args.model, device="cpu", dtype=dtype, quant=quant)
+            engines[f"luoxia {variant}"] = (ours_generate, ours.model)
+        ids = ours.tokenizer.encode(PROMPT_TEXT, add_special_tokens=False)[:PROMPT_TOKENS]
+        assert len(ids) == PROMPT_TOKENS, "PROMPT_TEXT is too short for PROMPT_TOKENS"
+
+        print("loading transformers ...", flush=True)
+        os.environ["TQDM_DISABLE"] = "1"  # the GGUF conversion bar; children still show theirs
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        where = dict(gguf_file=path.name) if path.is_file() else {}
+        folder = path.parent if path.is_file() else path
+        hf_tok = AutoTokenizer.from_pretrained(folder, **where)
+        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **where).eval()
+        engines["transformers float32"] = (hf_generate, hf)
+        hf_ids = hf_tok(PROMPT_TEXT, add_special_tokens=False)["input_ids"][:PROMPT_TOKENS]
+
+        # Alternate the engines run by run, so a burst of background load hits them alike.
+        runs: dict[str, list] = {name: [] for name in engines}
+        for name, (generate, model) in engines.items():
+            print(f"warm-up: {name}", flush=True)
+            generate(model, ids, args.new_tokens)
+        for r in range(args.repeats):
+            for name, (generate, model) in engines.items():
+                runs[name].append(generate(model, ids, args.new_tokens))
+                p, d, _ = runs[name][-1]
+                print(f"run {r + 1}/{args.repeats} {name}: prefill {PROMPT_TOKENS / p:.1f} tok/s, "
+                      f"decode {(args.new_tokens - 1) / d:.1f} tok/s", flush=True)
+        rows = {name: throughput(name, rs, args.new_tokens) for name, rs in runs.items()}
+        del ours, hf, engines, model  # free the memory before the child processes run
+        gc.collect()
+
+        print("fresh processes (time to first token) ...", flush=True)
+        for variant in args.variants:
+            rows[f"luoxia {variant}"].update(cold_and_warm(OURS, args, ids, args.model, work, warm_home,
+                                                           variant=variant))
+        rows["transformers float32"].update(cold_and_warm(HF, args, ids, str(path), work, None))
+
+        llama_python = args.llamacpp_python or sys.executable
+        llama_note = "not installed (pip install 'luoxia[llamacpp]')"
+        if path.suffix.lower() != ".gguf":
+            llama_note = "skipped (the model is not a GGUF file)"
+        elif llamacpp_available(llama_python):
+            print("llama.cpp ...", flush=True)
+            llama_report = run_child(LLAMA, args, ids, str(path), None, python=llama_python, throughput=True,
+                                     tag="throughput")
+            row = throughput("llama.cpp Q4_1", [tuple(r) for r in llama_report["runs"]], args.new_tokens)
+            row.update(cold_and_warm(LLAMA, args, ids, str(path), work, None, python=llama_python))
+            rows["llama.cpp Q4_1"] = row
+            llama_note = f"ran with {llama_python}"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    reference = rows["transformers float32"]["tokens"]
+    for row in rows.values():
+        row["same_tokens_as_transformers"] = same_prefix(row["tokens"], reference)
+    hf_row = rows["transformers float32"]
+    ratios = {name: {"decode": r["decode_tok_s"] / hf_row["decode_tok_s"],
+                     "prefill": r["prefill_tok_s"] / hf_row["prefill_tok_s"],
+                     "decode_best": r["decode_best_tok_s"] / hf_row["decode_best_tok_s"],
+                     "prefill_best": r["prefill_best_tok_s"] / hf_row["prefill_best_tok_s"]}
+              for name, r in rows.items() if name != "transformers float32"}
+    default = f"luoxia {DEFAULT_VARIANT}" if f"luoxia {DEFAULT_VARIANT}" in rows else f"luoxia {args.variants[0]}"
+    ours_row = rows[default]
+    targets = {"decode_ratio": {"target": TARGET_DECODE_RATIO, "value": ratios[default]["decode"], "row": default,
+                                "met": ratios[default]["decode"] >= TARGET_DECODE_RATIO},
+               "warm_ttft_s": {"target": TARGET_WARM_TTFT_S, "value": ours_row["ttft_warm_s"],
+                               "met": ours_row["ttft_warm_s"] <= TARGET_WARM_TTFT_S}}
+    if hasattr(os, "getloadavg"):
+        info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return {"machine": info, "model": args.model, "model_file": str(path), "prompt_text": PROMPT_TEXT,
+            "prompt_ids": ids, "transformers_tokenizer_agrees": hf_ids == ids, "new_tokens": args.new_tokens,
+            "repeats": args.repeats, "threads": args.threads, "rows": rows, "ratios": ratios, "targets": targets,
+            "llamacpp": llama_note, "default_row": default,
+            "tokens_identical": rows.get("luoxia float32", ours_row)["tokens"] == reference}
+
+
+def fmt(value, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def report(result: dict) -> None:
+    m = result["machine"]
+    n = result["new_tokens"]
+    print(f"\n## Text decoding, {result['model']}: {PROMPT_TOKENS}-token prompt, {n} new tokens, greedy, batch 1, CPU")
+    print(f"\nmachine: {m['cpu']} ({m['cpu_count']} CPUs), {result['threads']} threads, torch {m['torch']}, "
+          f"transformers {m.get('transformers', '?')}, Python {m['python']}; "
+          f"median of {result['repeats']} runs after a warm-up")
+    if "load_average_at_start" in m:
+        print(f"load average (1, 5, 15 min) at start {m['load_average_at_start']}, at end "
+              f"{m['load_average_at_end']} (this benchmark adds about {result['threads']}; "
+              "more means other processes shared the CPUs)")
+    print()
+    print("| engine | prefill tok/s | decode tok/s | TTFT cold s | TTFT warm s | load s warm / cold "
+          "| peak RSS MB warm / cold |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in result["rows"].items():
+        load = f"{fmt(r.get('load_warm_s'), 2)} / {fmt(r.get('load_cold_s'), 2)}"
+        rss = f"{fmt(r.get('peak_rss_warm_mb'), 0)} / {fmt(r.get('peak_rss_cold_mb'), 0)}"
+        print(f"| {name} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} | {fmt(r.get('ttft_cold_s'), 2)} "
+              f"| {fmt(r.get('ttft_warm_s'), 2)} | {load} | {rss} |")
+    ratios, rows = result["ratios"], result["rows"]
+    print()
+    for name, r in ratios.items():
+        print(f"{name}/transformers: decode {r['decode']:.2f}x (best runs {r['decode_best']:.2f}x), "
+              f"prefill {r['prefill']:.2f}x (best runs {r['prefill_best']:.2f}x)")
+    noisy = [name for name, r in rows.items() if r["decode_spread"] > 1.5]
+    if noisy:
+        print(f"warning: decode speed varied more than 1.5x between runs ({', '.join(noisy)}): other work was "
+              "sharing the CPUs; see decode_runs_tok_s in the JSON, and rerun on a quiet machine")
+    print(f"\ntokens identical (luoxia float32 vs transformers, {n} greedy tokens): "
+          f"{'yes' if result['tokens_identical'] else 'no'}")
+    for name, r in rows.items():
+        if name not in ("luoxia float32", "transformers float32") or not result["tokens_identical"]:
+            print(f"  {name}: first {r['same_tokens_as_transformers']}/{n} tokens as transformers'")
+    if not result["transformers_tokenizer_agrees"]:
+        print("note: transformers' tokenizer splits the prompt differently (both engines got our ids)")
+    print(f"llama.cpp: {result['llamacpp']}")
+    t = result["targets"]
+    print(f"\ntargets, for the default ({result['default_row']}):")
+    print(f"target decode >= {t['decode_ratio']['target']}x transformers: "
+          f"{'met' if t['decode_ratio']['met'] else 'NOT met'} ({t['decode_ratio']['value']:.2f}x)")
+    print(f"target warm TTFT <= {t['warm_ttft_s']['target']:.0f} s: "
+          f"{'met' if t['warm_ttft_s']['met'] else 'NOT met'} ({t['warm_ttft_s']['value']:.2f} s)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=3, help="timed runs (and warm processes) per engine (default 3)")
+    p.add_argument("--new-tokens", type=int, default=128, help="tokens to generate per run (default 128)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all CPUs)")
+    p.add_argument("--variants", type=lambda s: s.split(","), default=["float32", "int8", "int4"],
+                   help=f"our rows, comma-separated, from {', '.join(VARIANTS)} (default float32,int8,int4)")
+    p.add_argument("--variant", default="float32", help=argparse.SUPPRESS)
+    p.add_argument("--skip-cold", action="store_true", help="skip the cold-start processes (slow)")
+    p.add_argument("--model", default="smollm2", help="registry name or GGUF file (default smollm2)")
+    p.add_argument("--llamacpp-python", default=None,
+                   help="a Python that can import llama_cpp, for the llama.cpp row (default: this one)")
+    p.add_argument("--child", choices=(OURS, HF, LLAMA), help=argparse.SUPPRESS)
+    p.add_argument("--ids", help=argparse.SUPPRESS)
+    p.add_argument("--throughput", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.repeats < 1 or args.new_tokens < 2 or args.threads < 1:
+        p.error("--repeats and --threads must be >= 1 and --new-tokens >= 2")
+    if not args.variants or set(args.variants) - set(VARIANTS):
+        p.error(f"--variants takes names from {', '.join(VARIANTS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        child_main(args)
+        return
+    t0 = time.perf_counter()
+    result = bench(args)
+    result["benchmark_wall_s"] = time.perf_counter() - t0
+    report(result)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {RESULTS} ({result['benchmark_wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Weight-only quantization: exact on the Q4_1 grid, the right layer choices, quality on the real model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from luoxia.core.errors import InvalidParameterError
+from luoxia.text.quant import Float32Linear, Int4Linear, Int8Linear, choose_quant, quantize
+
+HELD_OUT = Path("/usr/share/common-licenses/GPL-3")  # long English prose that ships with Debian
+
+
+def q4_1_weights(out_features: int, in_features: int, seed: int = 0) -> torch.Tensor:
+    """Weights as a Q4_1 GGUF holds them: per group of 32, scale·q + min with q in 0..15 (both ends used)."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, 16, (out_features, in_features // 32, 32), generator=g).float()
+    codes[..., 0], codes[..., 1] = 0, 15
+    scale = (torch.rand(out_features, in_features // 32, 1, generator=g) * 0.01 + 0.001).bfloat16().float()
+    low = (torch.randn(out_features, in_features // 32, 1, generator=g) * 0.02).bfloat16().float()
+    return (codes * scale + low).reshape(out_features, in_features)
+
+
+def test_int4_reproduces_q4_1_weights_up_to_bfloat16_rounding():
+    w = q4_1_weights(96, 128)
+    layer = Int4Linear(w, None)
+    identity = torch.eye(128, dtype=torch.bfloat16)
+    recovered = layer(identity).float().t()  # row i of x·Wᵀ for x = e_i is column i of W
+    # bfloat16 rounds the zero point and the output: allow one bfloat16 step of the group's magnitude, far
+    # below the 4-bit step (range/15) that re-rounding onto any other grid would cost.
+    group_max = w.reshape(96, 4, 32).abs().amax(-1, keepdim=True).expand(-1, -1, 32).reshape(96, 128)
+    assert ((recovered - w).abs() <= group_max * 2**-7).all()
+
+
+def test_int8_and_int4_are_close_to_float(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    w, b, x = torch.randn(64, 96, generator=g), torch.randn(64, generator=g), torch.randn(3, 5, 96, generator=g)
+    ref = torch.nn.functional.linear(x, w, b)
+    for layer, tolerance in ((Int8Linear(w, b), 0.02), (Int4Linear(w, b), 0.12)):
+        y = layer(x.bfloat16()).float()
+        assert y.shape == ref.shape
+        assert (y - ref).norm() / ref.norm() < tolerance, type(layer).__name__
+
+
+def test_quantize_picks_layers(tiny_llama_dir):
+    from luoxia.text.pipeline import TextModel
+
+    model = TextModel.load(str(tiny_llama_dir), quant="none").model
+    quantize(model, "int4")
+    assert isinstance(model.output, Float32Linear) and model.output.weight.dtype == torch.float32
+    assert isinstance(model.layers[0].attention.wqkv, Int4Linear)  # in_features 64: groups of 32 fit
+    assert model.tok_embeddings.weight.dtype == torch.bfloat16
+    logits = model(torch.arange(10)[None])
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+
+
+def test_choose_quant_keeps_the_source_precision():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert choose_quant("auto", "Q4_1", cpu) == "int4"
+    assert choose_quant(None, "Q4_K", cpu) == "int4"
+    assert choose_quant("auto", "Q8_0", cpu) == "int8"
+    assert choose_quant("auto", "F32", cpu) == "none"
+    assert choose_quant("auto", "Q4_1", gpu) == "none"
+    assert choose_quant("int8", "F32", cpu) == "int8"
+    with pytest.raises(InvalidParameterError, match="CPU only"):
+        choose_quant("int4", "Q4_1", gpu)
+    with pytest.raises(InvalidParameterError, match="unknown quantization"):
+        choose_quant("int3", "Q4_1", cpu)
+
+
+def perplexity(model, ids: torch.Tensor) -> float:
+    with torch.no_grad():
+        logits = model(ids).float()
+    return math.exp(torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:]).item())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HELD_OUT.is_file(), reason="needs Debian's common-licenses text")
+def test_quantized_perplexity_within_3_percent_of_float32(smollm2):
+    from luoxia import load_text_model
+
+    ids = torch.tensor([smollm2.tokenizer.encode(HELD_OUT.read_text())[:1024]])
+    reference = perplexity(smollm2.model, ids)
+    for mode in ("int8", "int4"):
+        quantized = load_text_model("smollm2", quant=mode)
+        assert quantized.load_info["quant"] == mode
+        assert perplexity(quantized.model, ids) < reference * 1.03, mode
+
+
+def test_dtype_conflicts_with_quant(tiny_llama_dir):
+    from luoxia.text.pipeline import TextModel
+
+    with pytest.raises(InvalidParameterError, match="bfloat16"):
+        TextModel.load(str(tiny_llama_dir), quant="int8", dtype="float32")
