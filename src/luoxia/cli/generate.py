@@ -350,5 +350,6 @@ def stats_line(result: GenerationResult) -> str:
     rate = s.get("decode_tokens_per_s")
     parts = [f"{s['new_tokens']} tokens", f"prompt {s['prompt_tokens']}",
              f"first token {s['time_to_first_token_s']:.2f} s", f"{rate:.1f} tok/s" if rate else "- tok/s",
-             f"finish: {s['finish_reason']}", f"{s['device']} {s.get('quant', 'none')}/{s['dtype']}"]
+             f"finish: {s['finish_reason']}",
+             " ".join([s["device"], s["dtype"], *([s["quant"]] if s.get("quant", "none") != "none" else [])])]
     return "[" + " · ".join(parts) + "]"

@@ -18,7 +18,7 @@ from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.formats.hf import read_tokenizer
 from luoxia.text.model import TransformerConfig
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: records the source tensor type
 
 
 def cache_dir_for(sha256: str) -> Path:
