@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # PyTorch CPU build; this release lies on the project's machines, so pip takes it without a download.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test setup setup-test lint bench clean
+.PHONY: demo test setup setup-test lint bench clean poetry
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,8 @@ $(VENV)/.setup: pyproject.toml | $(BIN)/python
 
 $(VENV)/.setup-test: $(VENV)/.setup
 	$(BIN)/pip install -q -e '.[test]'
+	# Debian's fortunes: English human text for the watermark's false-positive tests and benchmark.
+	[ -f /usr/share/games/fortunes/fortunes ] || (apt-get update -qq && apt-get install -y -qq fortunes)
 	touch $@
 
 setup: $(VENV)/.setup
@@ -39,6 +41,14 @@ lint: setup-test
 
 bench: setup-test
 	$(BIN)/python benchmarks/text_decode.py
+
+# The Tang-poetry demo: Debian's fortunes-zh corpus (installed only when missing; CI runs as root),
+# pretrain + fine-tune on the CPU, register `tang-poet`, print the measured table.
+/usr/share/games/fortunes/tang300:
+	apt-get install -y fortunes-zh || (apt-get update && apt-get install -y fortunes-zh)
+
+poetry: setup /usr/share/games/fortunes/tang300
+	$(BIN)/python benchmarks/tang_poetry.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

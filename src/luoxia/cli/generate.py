@@ -64,6 +64,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--system", metavar="TEXT", help="system prompt (implies --chat)")
     _add_model_flags(p)
     _add_decoding_flags(p)
+    _add_safety_flags(p)
     out = p.add_argument_group("output")
     out.add_argument("--json", dest="as_json", action="store_true",
                      help="print the whole result (text, token ids, provenance) as JSON instead of streaming")
@@ -72,6 +73,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=lambda args: generate(
         prompt=args.prompt, prompt_file=args.prompt_file, model=_model_choice(args), params=decoding_params(args),
         chat=args.chat, system=args.system, truncate=args.truncate, as_json=args.as_json, output=args.output,
+        safety=safety_config(args),
     ))
 
     c = commands.add_parser(
@@ -82,8 +84,30 @@ def register(commands: argparse._SubParsersAction) -> None:
     c.add_argument("--system", metavar="TEXT", help="system prompt (default: the model's own)")
     _add_model_flags(c)
     _add_decoding_flags(c)
+    _add_safety_flags(c)
     c.set_defaults(run=lambda args: chat(model=_model_choice(args), params=decoding_params(args),
-                                         system=args.system, truncate=args.truncate))
+                                         system=args.system, truncate=args.truncate, safety=safety_config(args)))
+
+
+def _add_safety_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("safety", "On by default: a content filter on the prompt and the output, PII counted in "
+                                       "the prompt and redacted in the output; all recorded in the provenance.")
+    g.add_argument("--no-safety", action="store_true", help="turn the filter and PII checks off (recorded)")
+    g.add_argument("--filter-terms", type=Path, metavar="FILE",
+                   help='add your own filter terms: JSON or TOML {"category": ["term", ...]}')
+    g.add_argument("--pii-input", choices=["warn", "redact", "off"], help="PII in the prompt: count it (warn, the "
+                                                                         "default), redact it, or ignore it")
+
+
+def safety_config(args: argparse.Namespace):
+    """The SafetyConfig the flags ask for."""
+    from luoxia.safety.filter import ContentFilter
+    from luoxia.safety.policy import SafetyConfig
+
+    if args.no_safety:
+        return SafetyConfig(enabled=False, disabled_by="--no-safety")
+    content_filter = ContentFilter.from_file(args.filter_terms) if args.filter_terms else ContentFilter()
+    return SafetyConfig(content_filter=content_filter, pii_input=args.pii_input or "warn")
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -124,6 +148,11 @@ def _add_decoding_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stop", action="append", metavar="STR", help="stop before STR (repeatable)")
     g.add_argument("--seed", type=int, help="random seed for sampling (recorded in the provenance)")
     g.add_argument("--ignore-eos", action="store_const", const=True, help="keep going past end-of-sequence")
+    w = p.add_argument_group("watermark", "A green-list watermark (Kirchenbauer et al. 2023) that `luoxia detect "
+                                          "FILE --key KEY` finds; the provenance records gamma, delta and a key id.")
+    w.add_argument("--watermark", metavar="KEY", help="watermark the text with this secret key")
+    w.add_argument("--watermark-gamma", type=float, metavar="G", help="green-list fraction (default 0.25)")
+    w.add_argument("--watermark-delta", type=float, metavar="D", help="logit bias of green tokens (default 2.0)")
 
 
 def decoding_params(args: argparse.Namespace) -> dict:
@@ -137,7 +166,23 @@ def decoding_params(args: argparse.Namespace) -> dict:
         params["stop"] = tuple(args.stop)
     if "do_sample" not in params and any(f in params for f in SAMPLING_FIELDS):
         params["do_sample"] = True
+    watermark = _watermark(args)
+    if watermark is not None:
+        params["watermark"] = watermark
     return params
+
+
+def _watermark(args: argparse.Namespace):
+    """A WatermarkConfig from --watermark KEY (and its gamma/delta flags), or None."""
+    from luoxia.safety.watermark import WatermarkConfig
+
+    gamma, delta = getattr(args, "watermark_gamma", None), getattr(args, "watermark_delta", None)
+    if getattr(args, "watermark", None) is None:
+        if gamma is not None or delta is not None:
+            raise InvalidParameterError("--watermark-gamma/--watermark-delta need --watermark KEY")
+        return None
+    given = {k: v for k, v in (("gamma", gamma), ("delta", delta)) if v is not None}
+    return WatermarkConfig(key=args.watermark, **given)
 
 
 def _model_choice(args: argparse.Namespace) -> ModelChoice:
@@ -148,7 +193,7 @@ def _model_choice(args: argparse.Namespace) -> ModelChoice:
 
 
 def generate(*, prompt: str | None, prompt_file: Path | None, model: ModelChoice, params: dict, chat: bool | None,
-             system: str | None, truncate: bool, as_json: bool, output: Path | None) -> int:
+             system: str | None, truncate: bool, as_json: bool, output: Path | None, safety=None) -> int:
     """Generate from one prompt: stream it to stdout (or print JSON), optionally save it labelled."""
     from luoxia.text.pipeline import as_text
 
@@ -159,6 +204,8 @@ def generate(*, prompt: str | None, prompt_file: Path | None, model: ModelChoice
     if output is not None and output.is_dir():
         raise InvalidParameterError(f"-o {output} is a folder; give a file name")
     text_model = load_model(model)
+    if safety is not None:
+        text_model.safety = safety
     chat = use_chat(text_model, chat, system)
     kwargs = dict(chat=chat, system=system, truncate=truncate, **params)
     if as_json:
@@ -213,7 +260,8 @@ def _save(result: GenerationResult, output: Path) -> None:
         path = result.artifact.save(output)
     except OSError as e:
         raise UserFileError(f"cannot write -o {output}: {e.strerror}; choose another path") from None
-    print(f"saved {path} and {sidecar_path(path)}", file=sys.stderr)
+    side = sidecar_path(path)
+    print(f"saved {path} and {side}" if side.exists() else f"saved {path} (labels inside)", file=sys.stderr)
 
 
 # --- chat ----------------------------------------------------------------------------------------
@@ -225,10 +273,12 @@ CHAT_HELP = """commands:
   /exit          quit (also Ctrl-D; Ctrl-C stops an answer, and quits at the prompt line)"""
 
 
-def chat(*, model: ModelChoice, params: dict, system: str | None, truncate: bool) -> int:
+def chat(*, model: ModelChoice, params: dict, system: str | None, truncate: bool, safety=None) -> int:
     """Talk with the model: read lines from stdin, stream each answer, keep the history."""
     _check_params(params)
     text_model = load_model(model)
+    if safety is not None:
+        text_model.safety = safety
     use_chat(text_model, True, system)
     session = ChatSession(text_model, params, system, truncate)
     interactive = sys.stdin.isatty()

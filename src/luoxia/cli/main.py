@@ -19,7 +19,8 @@ import sys
 from collections.abc import Sequence
 
 import luoxia
-from luoxia.cli import error_line, generate, models
+from luoxia.cli import data, error_line, generate, models, safety, train
+from luoxia.cli import eval as evaluate  # not `eval`: keep the builtin visible
 from luoxia.core.errors import LuoxiaError
 
 EXIT_USER_ERROR = 2
@@ -41,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     generate.register(commands)
     models.register(commands)
+    data.register(commands)
+    train.register(commands)
+    safety.register(commands)
+    evaluate.register(commands)
     return parser
 
 

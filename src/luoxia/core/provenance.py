@@ -17,7 +17,8 @@ class Provenance:
 
     `model` is a short id (e.g. "smollm2"), `model_source` the file or folder it was loaded from and
     `model_sha256` that source's hash; `params` the decoding parameters as given; `stats` the counts
-    and timings of the run (tokens in and out, time to first token, tokens/s).
+    and timings of the run (tokens in and out, time to first token, tokens/s); `labels` what visible
+    label the saved file got; `safety` what the content filter, PII redaction and watermark did.
     """
 
     model: str
@@ -33,6 +34,8 @@ class Provenance:
     produce_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     content_sha256: str = ""
     generator: str = dataclasses.field(default_factory=lambda: f"luoxia {luoxia.__version__}")
+    labels: dict[str, Any] = dataclasses.field(default_factory=dict)  # the visible label as written (save fills it)
+    safety: dict[str, Any] = dataclasses.field(default_factory=dict)  # filters, PII counts, watermark (no keys)
 
     def with_content(self, content: bytes) -> Provenance:
         return dataclasses.replace(self, content_sha256=hashlib.sha256(content).hexdigest())

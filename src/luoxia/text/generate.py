@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 
 from luoxia.core.errors import InvalidParameterError
+from luoxia.safety.watermark import WatermarkConfig, watermark_processor
 from luoxia.text import sampling
 from luoxia.text.model import Transformer
 
@@ -41,6 +42,7 @@ class GenerationConfig:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     ignore_eos: bool = False
+    watermark: WatermarkConfig | None = None  # Kirchenbauer et al. green-list watermark (safety.watermark)
 
     def validate(self) -> GenerationConfig:
         checks = [
@@ -61,6 +63,8 @@ class GenerationConfig:
         for ok, message in checks:
             if not ok:
                 raise InvalidParameterError(message)
+        if self.watermark is not None:
+            self.watermark.validate()
         return self
 
     @property
@@ -72,12 +76,14 @@ class GenerationConfig:
             do_sample=self.sampling, temperature_=self.temperature, top_k_=self.top_k, top_p_=self.top_p,
             min_p_=self.min_p, repetition_penalty_=self.repetition_penalty,
             no_repeat_ngram_size=self.no_repeat_ngram_size, min_new_tokens_=self.min_new_tokens, eos_ids=eos_ids,
-            prompt_len=prompt_len,
+            prompt_len=prompt_len, watermark_=watermark_processor(self.watermark) if self.watermark else None,
         )
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["stop"] = list(self.stop)
+        if self.watermark is not None:
+            d["watermark"] = self.watermark.to_dict()  # never the key
         return d
 
 

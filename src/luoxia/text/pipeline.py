@@ -24,6 +24,7 @@ from luoxia.core.device import pick_device, pick_dtype
 from luoxia.core.errors import InputEncodingError, InvalidParameterError, PromptTooLongError
 from luoxia.core.provenance import Provenance
 from luoxia.core.registry import DEFAULT_TEXT_MODEL
+from luoxia.safety.policy import SafetyConfig
 from luoxia.text.beam_search import beam_search
 from luoxia.text.chat import Message
 from luoxia.text.formats.bundle import ModelBundle
@@ -71,6 +72,7 @@ class TextModel:
         self.model, self.tokenizer = model, tokenizer
         self.name, self.source, self.sha256 = bundle.name, bundle.source, bundle.sha256
         self.load_info = load_info
+        self.safety = SafetyConfig()  # content filter and PII checks, on by default (see safety.policy)
 
     @classmethod
     def load(cls, name_or_path: str = DEFAULT_TEXT_MODEL, device: str | None = None, dtype: str | None = None,
@@ -180,11 +182,23 @@ class TextModel:
 
     def _stream(self, prompt: str, templated: bool, truncate: bool, params: dict) -> TextStream:
         config = GenerationConfig(**params).validate()
+        prompt, verdict, safety = self.safety.screen_prompt(prompt)
+        stream = TextStream(iter(()))
+        if verdict is not None:  # refuse: nothing is generated
+            stream._pieces = self._refusal_pieces(stream, prompt, verdict.refusal, config, safety)
+            return stream
         ids = self.encode_prompt(prompt, templated)
         ids, config = self._fit(ids, config, truncate)
-        stream = TextStream(iter(()))
-        stream._pieces = self._stream_pieces(stream, prompt, ids, config)
+        stream._pieces = self._stream_pieces(stream, prompt, ids, config, safety)
         return stream
+
+    def _refusal_pieces(self, stream: TextStream, prompt: str, refusal: str, config: GenerationConfig,
+                        safety: dict) -> Iterator[str]:
+        stream.result = self._refused(prompt, refusal, config, safety)
+        yield refusal
+
+    def _refused(self, prompt: str, refusal: str, config: GenerationConfig, safety: dict) -> GenerationResult:
+        return self._result(prompt, [], [], refusal, "filtered", config, time.perf_counter(), None, safety=safety)
 
     def _seeded(self, config: GenerationConfig) -> tuple[GenerationConfig, torch.Generator | None]:
         if not config.sampling:
@@ -194,7 +208,7 @@ class TextModel:
         return dataclasses.replace(config, seed=seed), generator
 
     def _stream_pieces(self, stream: TextStream, prompt: str, ids: list[int],
-                       config: GenerationConfig) -> Iterator[str]:
+                       config: GenerationConfig, safety: dict | None = None) -> Iterator[str]:
         config, generator = self._seeded(config)
         t0 = time.perf_counter()
         t_first = None
@@ -233,7 +247,7 @@ class TextModel:
                 steps.close()
             if config.num_beams > 1:
                 t_first = None  # beams cannot stream: the first token is known only when the search ends
-            stream.result = self._result(prompt, ids, new_ids, text, reason, config, t0, t_first)
+            stream.result = self._result(prompt, ids, new_ids, text, reason, config, t0, t_first, safety=safety)
 
     def _generate_batch(self, prompts: list[str], *, chat: bool, system: str | None, truncate: bool,
                         **params) -> list[GenerationResult]:
@@ -243,6 +257,14 @@ class TextModel:
         prompts = [as_text(p) for p in prompts]
         if chat:
             prompts = [self.chat_prompt(p, system) for p in prompts]
+        screened = [self.safety.screen_prompt(p) for p in prompts]
+        if any(verdict for _, verdict, _ in screened):  # generate the rest, refuse the blocked ones in place
+            keep = [i for i, (_, verdict, _) in enumerate(screened) if verdict is None]
+            done = iter(self._generate_batch([prompts[i] for i in keep], chat=False, system=None, truncate=truncate,
+                                             **params) if keep else [])
+            return [self._refused(p, verdict.refusal, config, safety) if verdict else next(done)
+                    for p, verdict, safety in screened]
+        prompts = [p for p, _, _ in screened]
         encoded = [self.encode_prompt(p, templated=chat) for p in prompts]
         fitted = [self._fit(ids, config, truncate) for ids in encoded]
         encoded = [ids for ids, _ in fitted]
@@ -262,7 +284,7 @@ class TextModel:
             cut = find_stop(text, config.stop)
             reason = "stop" if cut >= 0 else "eos" if ended else "length"
             results.append(self._result(prompt, ids, row, text[:cut] if cut >= 0 else text, reason, config, t0,
-                                        t_first, batch_size=len(prompts)))
+                                        t_first, batch_size=len(prompts), safety=screened[len(results)][2]))
         return results
 
     def _pad_id(self) -> int:
@@ -270,8 +292,10 @@ class TextModel:
         return next(i for i in (tok.pad_id, *tok.eos_ids, 0) if i is not None)
 
     def _result(self, prompt: str, ids: list[int], new_ids: list[int], text: str, reason: str,
-                config: GenerationConfig, t0: float, t_first: float | None, batch_size: int = 1) -> GenerationResult:
+                config: GenerationConfig, t0: float, t_first: float | None, batch_size: int = 1,
+                safety: dict | None = None) -> GenerationResult:
         t_end = time.perf_counter()
+        text, safety = self.safety.screen_output(text, safety or {})
         if t_first is None:  # nothing streamed (beam search): report the overall rate
             t_first, decoded, decode_s = t_end, len(new_ids), t_end - t0
         else:
@@ -286,7 +310,7 @@ class TextModel:
             "quant": self.load_info.get("quant", "none"),
         }
         provenance = Provenance(model=self.name, model_source=self.source, model_sha256=self.sha256,
-                                params=config.to_dict(), seed=config.seed, prompt=prompt, stats=stats)
+                                params=config.to_dict(), seed=config.seed, prompt=prompt, stats=stats, safety=safety)
         return GenerationResult(text=text, token_ids=new_ids, finish_reason=reason, provenance=provenance)
 
 

@@ -104,8 +104,13 @@ def build_processors(
     min_new_tokens_: int = 0,
     eos_ids: Sequence[int] = (),
     prompt_len: int = 0,
+    watermark_: Processor | None = None,
 ) -> list[Processor]:
-    """The processors a configuration asks for, in application order; no-ops are left out."""
+    """The processors a configuration asks for, in application order; no-ops are left out.
+
+    A watermark biases the logits after the repetition controls and before the sampling warpers,
+    as in Kirchenbauer et al.'s reference code (so temperature scales δ as it scales the logits).
+    """
     chain: list[Processor] = []
     if repetition_penalty_ != 1.0:
         chain.append(repetition_penalty(repetition_penalty_))
@@ -113,6 +118,8 @@ def build_processors(
         chain.append(no_repeat_ngram(no_repeat_ngram_size))
     if min_new_tokens_ > 0:
         chain.append(min_new_tokens(min_new_tokens_, eos_ids, prompt_len))
+    if watermark_ is not None:
+        chain.append(watermark_)
     if do_sample:
         if temperature_ != 1.0:
             chain.append(temperature(temperature_))

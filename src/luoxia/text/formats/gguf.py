@@ -270,3 +270,94 @@ def dominant_type(reader) -> str:
     for t in reader.tensors:
         counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + int(t.n_elements)
     return max(counts, key=counts.get) if counts else "F32"
+
+
+# --- export: our config, weights and tokenizer → a GGUF file -----------------------------------
+
+
+def _permute(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """llama.cpp's rotary row permutation of a q or k projection (the inverse of `_unpermute`)."""
+    return w.reshape(n_heads, 2, w.shape[0] // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_gguf(config: TransformerConfig, state_dict: dict[str, torch.Tensor], tokenizer: Tokenizer,
+               path: str | os.PathLike, name: str = "luoxia") -> Path:
+    """Write a float32 GGUF (llama or qwen2 architecture, byte-level BPE tokenizer) that llama.cpp and
+    `load_gguf` read; written to a temporary file and renamed."""
+    import json as _json
+
+    import gguf
+
+    from luoxia.core import atomic
+
+    if config.arch not in ("llama", "qwen2") or config.norm != "rms" or config.mlp != "swiglu":
+        raise UnsupportedModelError(f"GGUF export supports llama and qwen2 models, not {config.arch}")
+    H, K, D = config.n_heads, config.n_kv_heads, config.head_dim
+    sd = {k: v.detach().float().cpu().numpy() for k, v in state_dict.items()}
+    path = Path(path)
+    with atomic.atomic_path(path) as tmp:
+        w = gguf.GGUFWriter(str(tmp), config.arch)
+        w.add_name(name)
+        w.add_block_count(config.n_layers)
+        w.add_context_length(config.max_seq_len)
+        w.add_embedding_length(config.dim)
+        w.add_feed_forward_length(config.ffn_dim)
+        w.add_head_count(H)
+        w.add_head_count_kv(K)
+        w.add_key_length(D)
+        w.add_value_length(D)
+        w.add_rope_freq_base(config.rope_base)
+        w.add_layer_norm_rms_eps(config.norm_eps)
+        w.add_vocab_size(config.vocab_size)
+        w.add_rope_dimension_count(D)
+
+        backend = tokenizer.backend
+        spec = _json.loads(backend.to_str())
+        if spec["model"]["type"] != "BPE" or spec.get("decoder", {}).get("type") != "ByteLevel":
+            raise UnsupportedModelError("GGUF export needs a byte-level BPE tokenizer")
+        vocab = backend.get_vocab(with_added_tokens=True)
+        tokens = [f"[PAD{i}]" for i in range(config.vocab_size)]
+        for t, i in vocab.items():
+            if i < config.vocab_size:
+                tokens[i] = t
+        specials = {t["content"] for t in spec.get("added_tokens", []) if t.get("special")}
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("default")
+        w.add_token_list(tokens)
+        w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]])
+        w.add_token_types([3 if t in specials else 1 for t in tokens])
+        if tokenizer.eos_ids:
+            w.add_eos_token_id(tokenizer.eos_ids[0])
+        if tokenizer.bos_id is not None:
+            w.add_bos_token_id(tokenizer.bos_id)
+        if tokenizer.pad_id is not None:
+            w.add_pad_token_id(tokenizer.pad_id)
+        w.add_add_bos_token(tokenizer.add_bos)
+        if tokenizer.chat_template:
+            w.add_chat_template(tokenizer.chat_template)
+
+        permute = config.arch == "llama"
+        w.add_tensor("token_embd.weight", sd["tok_embeddings.weight"])
+        w.add_tensor("output_norm.weight", sd["norm.weight"])
+        if not config.tie_embeddings:
+            w.add_tensor("output.weight", sd["output.weight"])
+        for i in range(config.n_layers):
+            blk, ours = f"blk.{i}", f"layers.{i}"
+            w.add_tensor(f"{blk}.attn_norm.weight", sd[f"{ours}.attention_norm.weight"])
+            w.add_tensor(f"{blk}.ffn_norm.weight", sd[f"{ours}.ffn_norm.weight"])
+            for kind in ("weight", "bias") if config.qkv_bias else ("weight",):
+                qkv = sd[f"{ours}.attention.wqkv.{kind}"]
+                q, k, v = np.split(qkv, [H * D, H * D + K * D])
+                w.add_tensor(f"{blk}.attn_q.{kind}", np.ascontiguousarray(_permute(q, H) if permute else q))
+                w.add_tensor(f"{blk}.attn_k.{kind}", np.ascontiguousarray(_permute(k, K) if permute else k))
+                w.add_tensor(f"{blk}.attn_v.{kind}", np.ascontiguousarray(v))
+            w.add_tensor(f"{blk}.attn_output.weight", sd[f"{ours}.attention.wo.weight"])
+            gate, up = np.split(sd[f"{ours}.feed_forward.w_in.weight"], 2)
+            w.add_tensor(f"{blk}.ffn_gate.weight", np.ascontiguousarray(gate))
+            w.add_tensor(f"{blk}.ffn_up.weight", np.ascontiguousarray(up))
+            w.add_tensor(f"{blk}.ffn_down.weight", sd[f"{ours}.feed_forward.w_out.weight"])
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    return path

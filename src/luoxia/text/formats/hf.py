@@ -205,3 +205,94 @@ def load_hf(directory: str | os.PathLike) -> ModelBundle:
         source_dtype={"bfloat16": "BF16", "float16": "F16"}.get(hf_config.get("torch_dtype") or hf_config.get("dtype"),
                                                                "F32"),
     )
+
+
+# --- export: our config and weights → a Hugging Face folder ------------------------------------
+
+
+def hf_config(config: TransformerConfig, tokenizer: Tokenizer | None = None) -> dict:
+    """config.json for `config`: model_type llama or qwen2 (RMSNorm, RoPE, SwiGLU) or gpt2."""
+    eos = tokenizer.eos_ids[0] if tokenizer is not None and tokenizer.eos_ids else None
+    common = {"vocab_size": config.vocab_size, "bos_token_id": tokenizer.bos_id if tokenizer else None,
+              "eos_token_id": eos, "pad_token_id": tokenizer.pad_id if tokenizer else None,
+              "tie_word_embeddings": config.tie_embeddings, "torch_dtype": "float32"}
+    if config.arch == "gpt2":
+        return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": config.dim,
+                "n_layer": config.n_layers, "n_head": config.n_heads, "n_inner": config.ffn_dim,
+                "n_positions": config.max_seq_len, "layer_norm_epsilon": config.norm_eps,
+                "activation_function": "gelu_new", **common}
+    if config.norm != "rms" or config.mlp != "swiglu" or config.positions != "rope" or config.bias:
+        raise UnsupportedModelError(f"cannot export a {config.arch} model with norm={config.norm}, mlp={config.mlp}, "
+                                    f"positions={config.positions} as a Hugging Face folder")
+    qwen2 = config.arch == "qwen2"
+    return {
+        "architectures": ["Qwen2ForCausalLM" if qwen2 else "LlamaForCausalLM"],
+        "model_type": "qwen2" if qwen2 else "llama",
+        "hidden_size": config.dim, "intermediate_size": config.ffn_dim, "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads, "num_key_value_heads": config.n_kv_heads, "head_dim": config.head_dim,
+        "max_position_embeddings": config.max_seq_len, "rms_norm_eps": config.norm_eps, "hidden_act": "silu",
+        "rope_theta": config.rope_base, "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_base},
+        "attention_bias": config.qkv_bias and not qwen2, "mlp_bias": False, **common,
+    }
+
+
+def to_hf_state_dict(sd: dict[str, torch.Tensor], config: TransformerConfig) -> dict[str, torch.Tensor]:
+    """Our parameter names and layouts → HF's (the inverse of `convert_state_dict`)."""
+    sd = {k: v.detach().float().contiguous() for k, v in sd.items()}
+    if config.arch == "gpt2":
+        out = {"transformer.wte.weight": sd["tok_embeddings.weight"],
+               "transformer.wpe.weight": sd["pos_embeddings.weight"],
+               "transformer.ln_f.weight": sd["norm.weight"], "transformer.ln_f.bias": sd["norm.bias"]}
+        for i in range(config.n_layers):
+            hf, ours = f"transformer.h.{i}", f"layers.{i}"
+            for hf_name, our_name in (("ln_1", "attention_norm"), ("ln_2", "ffn_norm")):
+                out[f"{hf}.{hf_name}.weight"] = sd[f"{ours}.{our_name}.weight"]
+                out[f"{hf}.{hf_name}.bias"] = sd[f"{ours}.{our_name}.bias"]
+            for hf_name, our_name in (("attn.c_attn", "attention.wqkv"), ("attn.c_proj", "attention.wo"),
+                                      ("mlp.c_fc", "feed_forward.w_in"), ("mlp.c_proj", "feed_forward.w_out")):
+                out[f"{hf}.{hf_name}.weight"] = sd[f"{ours}.{our_name}.weight"].t().contiguous()
+                out[f"{hf}.{hf_name}.bias"] = sd[f"{ours}.{our_name}.bias"]
+        if not config.tie_embeddings:
+            out["lm_head.weight"] = sd["output.weight"]
+        return out
+    H, K, D = config.n_heads, config.n_kv_heads, config.head_dim
+    out = {"model.embed_tokens.weight": sd["tok_embeddings.weight"], "model.norm.weight": sd["norm.weight"]}
+    if not config.tie_embeddings:
+        out["lm_head.weight"] = sd["output.weight"]
+    for i in range(config.n_layers):
+        hf, ours = f"model.layers.{i}", f"layers.{i}"
+        out[f"{hf}.input_layernorm.weight"] = sd[f"{ours}.attention_norm.weight"]
+        out[f"{hf}.post_attention_layernorm.weight"] = sd[f"{ours}.ffn_norm.weight"]
+        kinds = ("weight", "bias") if config.qkv_bias else ("weight",)
+        for kind in kinds:
+            q, k, v = sd[f"{ours}.attention.wqkv.{kind}"].split((H * D, K * D, K * D))
+            for name, t in zip("qkv", (q, k, v)):
+                out[f"{hf}.self_attn.{name}_proj.{kind}"] = t.contiguous()
+        out[f"{hf}.self_attn.o_proj.weight"] = sd[f"{ours}.attention.wo.weight"]
+        gate, up = sd[f"{ours}.feed_forward.w_in.weight"].chunk(2)
+        out[f"{hf}.mlp.gate_proj.weight"] = gate.contiguous()
+        out[f"{hf}.mlp.up_proj.weight"] = up.contiguous()
+        out[f"{hf}.mlp.down_proj.weight"] = sd[f"{ours}.feed_forward.w_out.weight"]
+    return out
+
+
+def save_hf(directory: str | os.PathLike, config: TransformerConfig, state_dict: dict[str, torch.Tensor],
+            tokenizer: Tokenizer, name: str = "") -> Path:
+    """Write a Hugging Face folder (config.json, model.safetensors, tokenizer files, generation_config.json)
+    that `load_hf` and transformers' `from_pretrained` read. Each file is written atomically."""
+    from safetensors.torch import save_file
+
+    from luoxia.core import atomic
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = hf_config(config, tokenizer)
+    if name:
+        cfg["_name_or_path"] = name
+    with atomic.atomic_path(directory / "model.safetensors") as tmp:
+        save_file(to_hf_state_dict(state_dict, config), tmp, metadata={"format": "pt"})
+    tokenizer.save(directory)
+    gen = {"eos_token_id": cfg["eos_token_id"], "pad_token_id": cfg["pad_token_id"]}
+    atomic.write_text(directory / "generation_config.json", json.dumps(gen, indent=2))
+    atomic.write_text(directory / "config.json", json.dumps(cfg, indent=2))
+    return directory

@@ -1,0 +1,38 @@
+"""`luoxia train text --config run.toml`: pretrain or fine-tune a text model (also under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("train", help="train a model", description="Train a model.")
+    sub = p.add_subparsers(dest="train_command", metavar="MODALITY", title="modalities", required=True)
+    t = sub.add_parser(
+        "text", help="pretrain or fine-tune a text model",
+        description="Train the text transformer as run.toml says (keys of luoxia.train.config.TrainConfig). "
+                    "Resumes from the newest checkpoint in `out`. Data-parallel under "
+                    "`torchrun --nproc_per_node=N -m luoxia.cli.main train text --config run.toml`.",
+    )
+    t.add_argument("--config", required=True, metavar="TOML", help="the run config")
+    t.add_argument("--max-steps", type=int, metavar="N", help="override max_steps")
+    t.add_argument("--no-resume", action="store_true", help="start over even if `out` has checkpoints")
+    t.set_defaults(run=train_text)
+
+
+def train_text(args: argparse.Namespace) -> int:
+    from luoxia.train.config import load_train_config
+    from luoxia.train.loop import train
+
+    cfg = load_train_config(args.config)
+    if args.max_steps is not None:
+        cfg.max_steps = args.max_steps
+    if args.no_resume:
+        cfg.resume = False
+    summary = train(cfg)
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(json.dumps(summary))
+    return 0

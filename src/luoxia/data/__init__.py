@@ -1,0 +1,1 @@
+"""Data preparation: raw files → cleaned, filtered, deduplicated documents → tokenizer → token shards."""

@@ -1,0 +1,1 @@
+"""Responsible generation: AI-generated labels, text watermark, content and PII filters, inspection."""

@@ -1,0 +1,1 @@
+"""Training: one loop for pretraining and fine-tuning, resumable bit-exactly, single process or torchrun."""
