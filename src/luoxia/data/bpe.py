@@ -17,23 +17,11 @@ from collections import Counter
 from collections.abc import Iterable
 
 from luoxia.core.errors import InvalidParameterError
-from luoxia.text.tokenizer import Tokenizer
+from luoxia.text.tokenizer import Tokenizer, bytes_to_unicode
 
 EOS = "<|endoftext|>"
 SPECIALS = (EOS,)
 KINDS = ("bpe", "char")
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte → printable character map (the ByteLevel alphabet)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    chars, n = printable[:], 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + n)
-            n += 1
-    return dict(zip(printable, map(chr, chars)))
 
 
 def _wrap(backend) -> Tokenizer:

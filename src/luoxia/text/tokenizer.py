@@ -93,6 +93,18 @@ class Tokenizer:
         atomic.write_text(directory / "tokenizer_config.json", json.dumps(config, ensure_ascii=False, indent=2))
 
 
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte → printable character map (the ByteLevel alphabet)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    chars, n = printable[:], 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + n)
+            n += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
 class StreamDecoder:
     """Turns token ids into text pieces one at a time, never splitting a UTF-8 character.
 

@@ -23,7 +23,6 @@ import json
 import math
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -299,17 +298,9 @@ def export(model: Transformer, data: TokenData, out: Path, cfg: TrainConfig) -> 
 def register(run_dir: Path, name: str) -> Path:
     """Copy the exported model to $LUOXIA_HOME/models/<name>/, replacing an older one whole."""
     final = trained_models_dir() / name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
-    try:
+    with atomic.atomic_dir(final) as tmp:
         for f in EXPORT_FILES:
             shutil.copy2(run_dir / f, tmp / f)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

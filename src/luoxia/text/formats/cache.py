@@ -8,8 +8,6 @@ Layout (versioned): `config.json` (our model config + where it came from), `mode
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from luoxia.core import atomic
@@ -50,9 +48,7 @@ def store(bundle: ModelBundle) -> Path:
     from safetensors.torch import save_file
 
     final = cache_dir_for(bundle.sha256)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{bundle.sha256[:12]}.", dir=final.parent))
-    try:
+    with atomic.atomic_dir(final) as tmp:
         tied = {"output.weight"} if bundle.config.tie_embeddings else set()
         tensors = {k: v.contiguous() for k, v in bundle.state_dict.items() if k not in tied}
         save_file(tensors, tmp / "model.safetensors")
@@ -60,10 +56,4 @@ def store(bundle: ModelBundle) -> Path:
         meta = {"luoxia_cache_version": CACHE_VERSION, "model": bundle.config.to_dict(),
                 "source": bundle.source, "name": bundle.name, "source_dtype": bundle.source_dtype}
         atomic.write_text(tmp / "config.json", json.dumps(meta, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

@@ -18,7 +18,7 @@ from luoxia.core.errors import CorruptFileError, ModelNotFoundError, Unsupported
 from luoxia.core.filehash import cached_sha256
 from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.model import TransformerConfig
-from luoxia.text.tokenizer import Tokenizer
+from luoxia.text.tokenizer import Tokenizer, bytes_to_unicode
 
 SUPPORTED_ARCHS = ("llama", "qwen2", "gpt2")
 SUPPORTED_TOKENIZERS = ("gpt2",)  # byte-level BPE
@@ -209,7 +209,7 @@ def read_tokenizer(reader) -> Tokenizer:
     types: list[int] = _field(reader, "tokenizer.ggml.token_type", [1] * len(tokens))
 
     alphabet = set(ByteLevel.alphabet())
-    spell = _bytes_to_unicode()
+    spell = bytes_to_unicode()
     # A token outside the byte alphabet is written in plain UTF-8 by the converter; respell it.
     vocab = {t if set(t) <= alphabet else "".join(spell[b] for b in t.encode()): i for i, t in enumerate(tokens)}
     backend = BackendTokenizer(models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges]))
@@ -237,18 +237,6 @@ def read_tokenizer(reader) -> Tokenizer:
         chat_template=_field(reader, "tokenizer.chat_template"),
         extra_eos_tokens=[t for t in (special("eot_token_id"), special("eom_token_id")) if t],
     )
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte → printable character map."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    chars, n = printable[:], 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + n)
-            n += 1
-    return dict(zip(printable, map(chr, chars)))
 
 
 def load_gguf(path: str | os.PathLike) -> ModelBundle:
