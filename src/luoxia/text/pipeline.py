@@ -257,34 +257,34 @@ class TextModel:
         prompts = [as_text(p) for p in prompts]
         if chat:
             prompts = [self.chat_prompt(p, system) for p in prompts]
-        screened = [self.safety.screen_prompt(p) for p in prompts]
-        if any(verdict for _, verdict, _ in screened):  # generate the rest, refuse the blocked ones in place
-            keep = [i for i, (_, verdict, _) in enumerate(screened) if verdict is None]
-            done = iter(self._generate_batch([prompts[i] for i in keep], chat=False, system=None, truncate=truncate,
-                                             **params) if keep else [])
-            return [self._refused(p, verdict.refusal, config, safety) if verdict else next(done)
-                    for p, verdict, safety in screened]
-        prompts = [p for p, _, _ in screened]
-        encoded = [self.encode_prompt(p, templated=chat) for p in prompts]
+        screened = [self.safety.screen_prompt(p) for p in prompts]  # (prompt, refusal verdict, record)
+        kept = [i for i, (_, verdict, _) in enumerate(screened) if verdict is None]
+        results: list[GenerationResult | None] = [
+            None if verdict is None else self._refused(p, verdict.refusal, config, safety)
+            for p, verdict, safety in screened
+        ]
+        if not kept:
+            return results
+        encoded = [self.encode_prompt(screened[i][0], templated=chat) for i in kept]
         fitted = [self._fit(ids, config, truncate) for ids in encoded]
         encoded = [ids for ids, _ in fitted]
         config = min((c for _, c in fitted), key=lambda c: c.max_new_tokens)
         config, generator = self._seeded(config)
         t0, t_first = time.perf_counter(), None
-        rows: list[list[int]] = [[] for _ in prompts]
+        rows: list[list[int]] = [[] for _ in kept]
         for step in decode_steps(self.model, encoded, config, self.tokenizer.eos_ids, self._pad_id(), generator):
             t_first = t_first or time.perf_counter()
             for row, token in zip(rows, step.tolist()):
                 if not row or row[-1] not in self.tokenizer.eos_ids or config.ignore_eos:
                     row.append(token)
-        results = []
-        for prompt, ids, row in zip(prompts, encoded, rows):
+        for i, ids, row in zip(kept, encoded, rows):
+            prompt, _, safety = screened[i]
             ended = bool(row) and row[-1] in self.tokenizer.eos_ids and not config.ignore_eos
             text = self.tokenizer.decode(row[:-1] if ended else row)
             cut = find_stop(text, config.stop)
             reason = "stop" if cut >= 0 else "eos" if ended else "length"
-            results.append(self._result(prompt, ids, row, text[:cut] if cut >= 0 else text, reason, config, t0,
-                                        t_first, batch_size=len(prompts), safety=screened[len(results)][2]))
+            results[i] = self._result(prompt, ids, row, text[:cut] if cut >= 0 else text, reason, config, t0,
+                                      t_first, batch_size=len(kept), safety=safety)
         return results
 
     def _pad_id(self) -> int:

@@ -38,6 +38,19 @@ class Found:
     visible: bool | None  # None: this format has no visible label to check
     notes: list[str] = dataclasses.field(default_factory=list)
 
+    def take_label(self, labels: list, where: str, missing: str | None = None) -> None:
+        """Parse the first of the label strings found in `where`, or note that there was none."""
+        from luoxia.safety.labels import aigc
+
+        if not labels:
+            if missing:
+                self.notes.append(missing)
+            return
+        try:
+            self.label = aigc.parse(labels[0])
+        except ValueError as e:
+            self.notes.append(f"{where} is not a valid label ({e})")
+
 
 # kind -> extension -> format name
 FORMATS = {

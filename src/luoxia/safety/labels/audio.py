@@ -159,13 +159,7 @@ def read(path: Path, fmt: str) -> Found:
             if prov:
                 found.provenance = json.loads(prov[0])
     found.copies = len(labels)
-    if labels:
-        try:
-            found.label = aigc.parse(labels[0])
-        except ValueError as e:
-            found.notes.append(f"AIGC is not a valid label ({e})")
-    else:
-        found.notes.append("no AIGC chunk" if fmt == "wav" else "no ID3 TXXX:AIGC")
+    found.take_label(labels, "AIGC", "no AIGC chunk" if fmt == "wav" else "no ID3 TXXX:AIGC")
     record = (found.provenance or {}).get("labels", {})
     if record.get("visible"):
         samples, rate = decode(path)

@@ -139,11 +139,7 @@ def read(path: Path, fmt: str) -> Found:
     provenance = xmp_value(xmp, "luoxia", "Provenance")
     if provenance:
         found.provenance = json.loads(provenance[0])
-    if labels:
-        try:
-            found.label = aigc.parse(labels[0])
-        except ValueError as e:
-            found.notes.append(f"TC260:AIGC is not a valid label ({e})")
+    found.take_label(labels, "TC260:AIGC")
     record = (found.provenance or {}).get("labels", {})
     found.visible = image_label_present(image, record) if record.get("visible") else None
     return found

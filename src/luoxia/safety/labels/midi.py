@@ -88,11 +88,5 @@ def read(path: Path, fmt: str) -> Found:
     for t in texts:
         if t.startswith(PROVENANCE_KEY):
             found.provenance = json.loads(t)["luoxia_provenance"]
-    if labels:
-        try:
-            found.label = aigc.parse(labels[0])
-        except ValueError as e:
-            found.notes.append(f"AIGC text event is not a valid label ({e})")
-    else:
-        found.notes.append("no AIGC meta text event")
+    found.take_label(labels, "AIGC text event", "no AIGC meta text event")
     return found

@@ -125,13 +125,7 @@ def read(path: Path, fmt: str) -> Found:
     found.copies = len(labels)
     if "luoxia_provenance" in meta:
         found.provenance = json.loads(meta["luoxia_provenance"][0])
-    if labels:
-        try:
-            found.label = aigc.parse(labels[0])
-        except ValueError as e:
-            found.notes.append(f"AIGC metadata is not a valid label ({e})")
-    else:
-        found.notes.append("no AIGC metadata key")
+    found.take_label(labels, "AIGC metadata", "no AIGC metadata key")
     record = (found.provenance or {}).get("labels", {})
     if record.get("visible"):
         found.visible = image_label_present(first_frame(path), record)
