@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 FORTUNES = Path("/usr/share/games/fortunes")
-WORK = Path(os.environ.get("POETRY_DIR", "runs/poetry"))
+WORK = Path(os.environ.get("POETRY_DIR", "runs/poetry")).resolve()  # the TOML files hold absolute paths
 SCALE = float(os.environ.get("POETRY_SCALE", "1"))
 PHRASE_RE = re.compile(r"([\u4e00-\u9fff]+)([，。？！；])")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from luoxia.cli.main import main
@@ -38,3 +40,25 @@ def test_impossible_values(tmp_path, data_dir):
         train(tiny_config(data_dir, tmp_path / "b", seq_len=100_000), log=lambda _: None)
     with pytest.raises(UserFileError, match="not found"):
         load_train_config(str(tmp_path / "missing.toml"))
+
+
+def test_paths_are_relative_to_the_toml_folder(tmp_path, data_dir, monkeypatch):
+    conf = tmp_path / "conf"
+    (conf / "pretrained").mkdir(parents=True)
+    toml = conf / "run.toml"
+    rel_data = os.path.relpath(data_dir, conf)
+    toml.write_text(f'data = "{rel_data}"\nout = "run"\ninit = "pretrained"\n')
+    cfg = load_train_config(str(toml))
+    assert (cfg.data, cfg.out, cfg.init) == (str(conf / rel_data), str(conf / "run"), str(conf / "pretrained"))
+    toml.write_text(f'data = "{data_dir}"\nout = "{tmp_path / "abs"}"\ninit = "smollm2"\n')
+    cfg = load_train_config(str(toml))
+    assert (cfg.data, cfg.out, cfg.init) == (str(data_dir), str(tmp_path / "abs"), "smollm2")  # a model name stays
+
+    # The whole command, run from another folder: the run folder appears beside the TOML file.
+    toml.write_text(f'data = "{rel_data}"\nout = "run"\nseq_len = 32\nbatch_size = 8\nlog_every = 1\n'
+                    "[model]\ndim = 32\nn_layers = 1\nn_heads = 4\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "text", "--config", os.path.relpath(toml, elsewhere), "--max-steps", "2"]) == 0
+    assert (conf / "run" / "model.safetensors").is_file() and not any(elsewhere.iterdir())

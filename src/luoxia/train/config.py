@@ -8,12 +8,14 @@
     dim = 256
     n_layers = 4
 
-Every key has its default here and nowhere else; an unknown key is a one-line error.
+Every key has its default here and nowhere else; an unknown key is a one-line error. Relative paths
+(`data`, `out`, and `init` when it is a path) are relative to the TOML file's folder, not the current one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from luoxia.core.config import from_dict, load_toml
 from luoxia.core.errors import InvalidParameterError
@@ -105,6 +107,26 @@ class TrainConfig:
 
 
 def load_train_config(path: str) -> TrainConfig:
+    """The run config in TOML file `path`, its relative paths resolved against the file's folder."""
     cfg = from_dict(TrainConfig, load_toml(path), where=str(path))
+    base = Path(path).expanduser().parent
+    cfg.data, cfg.out = _beside(base, cfg.data), _beside(base, cfg.out)
+    cfg.init = _beside(base, cfg.init, name_ok=True)
     cfg.validate()
     return cfg
+
+
+def _beside(base: Path, value: str, name_ok: bool = False) -> str:
+    """`value` as a path relative to `base` (absolute and "~" paths unchanged; "" stays "").
+
+    With `name_ok`, a plain name with no such entry in `base` is kept as it is: a registered model
+    name such as "tang-poet" or "smollm2".
+    """
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    if name_ok and len(path.parts) == 1 and not (base / path).exists():
+        return value
+    return str(base / path)
