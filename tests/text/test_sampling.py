@@ -49,3 +49,14 @@ def test_greedy_picks_argmax_and_sampling_respects_filters(batch):
     filtered = sampling.top_k(1)(None, scores)
     g = torch.Generator().manual_seed(0)
     assert torch.equal(sampling.pick_next(filtered, True, g), scores.argmax(-1))
+
+
+def test_frequency_presence_penalty_counts_generated_tokens_only():
+    tokens = torch.tensor([[5, 5, 1, 1, 1, 2]])  # prompt [5, 5], then 1 three times and 2 once
+    scores = torch.zeros(1, 8)
+    out = sampling.frequency_presence_penalty(0.5, 0.25, prompt_len=2)(tokens, scores)
+    expected = torch.zeros(1, 8)
+    expected[0, 1] = -(0.5 * 3 + 0.25)
+    expected[0, 2] = -(0.5 * 1 + 0.25)
+    torch.testing.assert_close(out, expected)  # token 5 is only in the prompt: not penalised
+    assert sampling.frequency_presence_penalty(1.0, 1.0, prompt_len=6)(tokens, scores) is scores

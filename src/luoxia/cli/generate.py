@@ -141,6 +141,10 @@ def _add_decoding_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling: the smallest set with probability P")
     g.add_argument("--min-p", type=float, metavar="P", help="drop tokens below P times the top probability")
     g.add_argument("--repetition-penalty", type=float, metavar="X", help="penalise tokens already present (> 1)")
+    g.add_argument("--frequency-penalty", type=float, metavar="X",
+                   help="OpenAI's: subtract X per earlier occurrence of a generated token ([-2, 2])")
+    g.add_argument("--presence-penalty", type=float, metavar="X",
+                   help="OpenAI's: subtract X once from every token generated so far ([-2, 2])")
     g.add_argument("--no-repeat-ngram-size", type=int, metavar="N", help="never repeat an N-gram")
     g.add_argument("--num-beams", type=int, metavar="N", help="beam search with N beams (greedy only)")
     g.add_argument("--length-penalty", type=float, metavar="X", help="beam score exponent on length")
@@ -158,7 +162,7 @@ def _add_decoding_flags(p: argparse.ArgumentParser) -> None:
 def decoding_params(args: argparse.Namespace) -> dict:
     """The GenerationConfig fields the user gave, and only those."""
     fields = ("max_new_tokens", "min_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p",
-              "repetition_penalty", "no_repeat_ngram_size", "num_beams", "length_penalty", "seed", "ignore_eos")
+              "repetition_penalty", "frequency_penalty", "presence_penalty", "no_repeat_ngram_size", "num_beams", "length_penalty", "seed", "ignore_eos")
     params = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if args.early_stopping is not None:
         params["early_stopping"] = EARLY_STOPPING[args.early_stopping]

@@ -35,6 +35,8 @@ class GenerationConfig:
     top_p: float = 1.0
     min_p: float | None = None
     repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0  # OpenAI's: minus this × count of each generated token
+    presence_penalty: float = 0.0  # OpenAI's: minus this once for each token generated at all
     no_repeat_ngram_size: int = 0
     num_beams: int = 1
     length_penalty: float = 1.0
@@ -54,6 +56,8 @@ class GenerationConfig:
             (self.top_k is None or self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}"),
             (self.min_p is None or 0 <= self.min_p <= 1, f"min_p must be in [0, 1], got {self.min_p}"),
             (self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
+            (-2 <= self.frequency_penalty <= 2, f"frequency_penalty must be in [-2, 2], got {self.frequency_penalty}"),
+            (-2 <= self.presence_penalty <= 2, f"presence_penalty must be in [-2, 2], got {self.presence_penalty}"),
             (self.no_repeat_ngram_size >= 0, f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"),
             (self.num_beams >= 1, f"num_beams must be >= 1, got {self.num_beams}"),
             (self.early_stopping in (True, False, "never"), "early_stopping must be true, false or 'never'"),
@@ -75,6 +79,7 @@ class GenerationConfig:
         return sampling.build_processors(
             do_sample=self.sampling, temperature_=self.temperature, top_k_=self.top_k, top_p_=self.top_p,
             min_p_=self.min_p, repetition_penalty_=self.repetition_penalty,
+            frequency_penalty_=self.frequency_penalty, presence_penalty_=self.presence_penalty,
             no_repeat_ngram_size=self.no_repeat_ngram_size, min_new_tokens_=self.min_new_tokens, eos_ids=eos_ids,
             prompt_len=prompt_len, watermark_=watermark_processor(self.watermark) if self.watermark else None,
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -50,6 +50,28 @@ class GenerationResult:
     def to_dict(self) -> dict:
         return {"text": self.text, "finish_reason": self.finish_reason, "token_ids": self.token_ids,
                 "provenance": self.provenance.to_dict()}
+
+
+@dataclasses.dataclass
+class PreparedPrompt:
+    """A prompt after the safety screen, encoded and fitted to the context; or its refusal."""
+
+    prompt: str
+    ids: list[int]
+    config: GenerationConfig
+    safety: dict
+    refusal: str | None = None  # set when the content filter refused the prompt
+
+
+@dataclasses.dataclass
+class _RowState:
+    """One row of a batch being decoded: its text so far and how much of it was handed out."""
+
+    decoder: object
+    new_ids: list[int] = dataclasses.field(default_factory=list)
+    text: str = ""
+    shown: int = 0
+    reason: str | None = None
 
 
 class TextStream:
@@ -181,16 +203,31 @@ class TextModel:
         return self._stream(self.chat_prompt(prompt, system) if chat else prompt, chat, truncate, params)
 
     def _stream(self, prompt: str, templated: bool, truncate: bool, params: dict) -> TextStream:
+        row = self._prepare(prompt, templated, truncate, params)
+        stream = TextStream(iter(()))
+        if row.refusal is not None:  # refuse: nothing is generated
+            stream._pieces = self._refusal_pieces(stream, row.prompt, row.refusal, row.config, row.safety)
+        else:
+            stream._pieces = self._stream_pieces(stream, row.prompt, row.ids, row.config, row.safety)
+        return stream
+
+    def prepare(self, prompt: str | bytes | Sequence[Message], *, chat: bool = False, system: str | None = None,
+                truncate: bool = False, **params) -> PreparedPrompt:
+        """Screen, encode and fit one prompt (a list of messages means chat), ready for `stream_rows`."""
+        if isinstance(prompt, (list, tuple)):
+            return self._prepare(self.chat_prompt(prompt, system), True, truncate, params)
+        prompt = as_text(prompt)
+        if system is not None and not chat:
+            raise InvalidParameterError("a system prompt needs chat mode (chat=True / --chat)")
+        return self._prepare(self.chat_prompt(prompt, system) if chat else prompt, chat, truncate, params)
+
+    def _prepare(self, prompt: str, templated: bool, truncate: bool, params: dict) -> PreparedPrompt:
         config = GenerationConfig(**params).validate()
         prompt, verdict, safety = self.safety.screen_prompt(prompt)
-        stream = TextStream(iter(()))
-        if verdict is not None:  # refuse: nothing is generated
-            stream._pieces = self._refusal_pieces(stream, prompt, verdict.refusal, config, safety)
-            return stream
-        ids = self.encode_prompt(prompt, templated)
-        ids, config = self._fit(ids, config, truncate)
-        stream._pieces = self._stream_pieces(stream, prompt, ids, config, safety)
-        return stream
+        if verdict is not None:
+            return PreparedPrompt(prompt, [], config, safety, refusal=verdict.refusal)
+        ids, config = self._fit(self.encode_prompt(prompt, templated), config, truncate)
+        return PreparedPrompt(prompt, ids, config, safety)
 
     def _refusal_pieces(self, stream: TextStream, prompt: str, refusal: str, config: GenerationConfig,
                         safety: dict) -> Iterator[str]:
@@ -254,38 +291,68 @@ class TextModel:
         config = GenerationConfig(**params).validate()
         if config.num_beams > 1:  # beams run one prompt at a time
             return [self.generate(p, chat=chat, system=system, truncate=truncate, **params) for p in prompts]
-        prompts = [as_text(p) for p in prompts]
-        if chat:
-            prompts = [self.chat_prompt(p, system) for p in prompts]
-        screened = [self.safety.screen_prompt(p) for p in prompts]  # (prompt, refusal verdict, record)
-        kept = [i for i, (_, verdict, _) in enumerate(screened) if verdict is None]
-        results: list[GenerationResult | None] = [
-            None if verdict is None else self._refused(p, verdict.refusal, config, safety)
-            for p, verdict, safety in screened
-        ]
-        if not kept:
-            return results
-        encoded = [self.encode_prompt(screened[i][0], templated=chat) for i in kept]
-        fitted = [self._fit(ids, config, truncate) for ids in encoded]
-        encoded = [ids for ids, _ in fitted]
-        config = min((c for _, c in fitted), key=lambda c: c.max_new_tokens)
-        config, generator = self._seeded(config)
-        t0, t_first = time.perf_counter(), None
-        rows: list[list[int]] = [[] for _ in kept]
-        for step in decode_steps(self.model, encoded, config, self.tokenizer.eos_ids, self._pad_id(), generator):
-            t_first = t_first or time.perf_counter()
-            for row, token in zip(rows, step.tolist()):
-                if not row or row[-1] not in self.tokenizer.eos_ids or config.ignore_eos:
-                    row.append(token)
-        for i, ids, row in zip(kept, encoded, rows):
-            prompt, _, safety = screened[i]
-            ended = bool(row) and row[-1] in self.tokenizer.eos_ids and not config.ignore_eos
-            text = self.tokenizer.decode(row[:-1] if ended else row)
-            cut = find_stop(text, config.stop)
-            reason = "stop" if cut >= 0 else "eos" if ended else "length"
-            results[i] = self._result(prompt, ids, row, text[:cut] if cut >= 0 else text, reason, config, t0,
-                                      t_first, batch_size=len(kept), safety=safety)
+        rows = [self.prepare(p, chat=chat, system=system, truncate=truncate, **params) for p in prompts]
+        results: list[GenerationResult | None] = [None] * len(rows)
+        for i, event in self.stream_rows(rows):
+            if isinstance(event, GenerationResult):
+                results[i] = event
         return results
+
+    def stream_rows(self, rows: Sequence[PreparedPrompt],
+                    cancelled: Callable[[int], bool] = lambda i: False) -> Iterator[tuple[int, str | GenerationResult]]:
+        """Decode prepared prompts as one left-padded batch, yielding `(row, text piece)` as text arrives
+        and `(row, GenerationResult)` when a row ends.
+
+        The rows share their sampling settings and seed (the first row's); each keeps its own
+        `max_new_tokens` and stop strings. A refused row yields its refusal at once; a row for which
+        `cancelled(row)` turns true stops without a result (its reader has gone).
+        """
+        live = [i for i, row in enumerate(rows) if row.refusal is None]
+        for i, row in enumerate(rows):
+            if row.refusal is not None:
+                yield i, row.refusal
+                yield i, self._refused(row.prompt, row.refusal, row.config, row.safety)
+        if not live:
+            return
+        longest = max(rows[i].config.max_new_tokens for i in live)
+        config, generator = self._seeded(dataclasses.replace(rows[live[0]].config, max_new_tokens=longest))
+        eos = set() if config.ignore_eos else set(self.tokenizer.eos_ids)
+        states = {i: _RowState(self.tokenizer.stream_decoder()) for i in live}
+        t0, t_first = time.perf_counter(), None
+        steps = decode_steps(self.model, [rows[i].ids for i in live], config, self.tokenizer.eos_ids,
+                             self._pad_id(), generator)
+        try:
+            for step in steps:
+                t_first = t_first or time.perf_counter()
+                for i, token in zip(live, step.tolist()):
+                    state, row = states[i], rows[i]
+                    if state.reason is not None:
+                        continue
+                    if cancelled(i):
+                        state.reason = "interrupted"
+                        continue
+                    state.new_ids.append(token)
+                    if token in eos:
+                        state.reason = "eos"
+                    else:
+                        state.text += state.decoder.step(token)
+                        cut = find_stop(state.text, row.config.stop)
+                        if cut >= 0:
+                            state.text, state.reason = state.text[:cut], "stop"
+                        elif len(state.new_ids) >= row.config.max_new_tokens:
+                            state.reason = "length"
+                    end = len(state.text) if state.reason else safe_length(state.text, row.config.stop)
+                    if end > state.shown:
+                        yield i, state.text[state.shown:end]
+                        state.shown = end
+                    if state.reason:
+                        row_config = dataclasses.replace(row.config, seed=config.seed)
+                        yield i, self._result(row.prompt, row.ids, state.new_ids, state.text, state.reason, row_config,
+                                              t0, t_first, batch_size=len(live), safety=row.safety)
+                if all(states[i].reason for i in live):
+                    return
+        finally:
+            steps.close()
 
     def _pad_id(self) -> int:
         tok = self.tokenizer

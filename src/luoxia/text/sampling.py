@@ -26,6 +26,20 @@ def repetition_penalty(penalty: float) -> Processor:
     return apply
 
 
+def frequency_presence_penalty(frequency: float, presence: float, prompt_len: int) -> Processor:
+    """OpenAI's penalties, over the generated tokens only (as vLLM applies them): subtract
+    `frequency` × (times a token was generated) and `presence` once for any token generated."""
+
+    def apply(tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        generated = tokens[:, prompt_len:]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - frequency * counts - presence * (counts > 0).to(scores.dtype)
+
+    return apply
+
+
 def no_repeat_ngram(n: int) -> Processor:
     """Forbid any token that would repeat an n-gram already in the sequence."""
 
@@ -100,6 +114,8 @@ def build_processors(
     top_p_: float = 1.0,
     min_p_: float | None = None,
     repetition_penalty_: float = 1.0,
+    frequency_penalty_: float = 0.0,
+    presence_penalty_: float = 0.0,
     no_repeat_ngram_size: int = 0,
     min_new_tokens_: int = 0,
     eos_ids: Sequence[int] = (),
@@ -114,6 +130,8 @@ def build_processors(
     chain: list[Processor] = []
     if repetition_penalty_ != 1.0:
         chain.append(repetition_penalty(repetition_penalty_))
+    if frequency_penalty_ or presence_penalty_:
+        chain.append(frequency_presence_penalty(frequency_penalty_, presence_penalty_, prompt_len))
     if no_repeat_ngram_size > 0:
         chain.append(no_repeat_ngram(no_repeat_ngram_size))
     if min_new_tokens_ > 0:
