@@ -162,7 +162,8 @@ def _add_decoding_flags(p: argparse.ArgumentParser) -> None:
 def decoding_params(args: argparse.Namespace) -> dict:
     """The GenerationConfig fields the user gave, and only those."""
     fields = ("max_new_tokens", "min_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p",
-              "repetition_penalty", "frequency_penalty", "presence_penalty", "no_repeat_ngram_size", "num_beams", "length_penalty", "seed", "ignore_eos")
+              "repetition_penalty", "frequency_penalty", "presence_penalty", "no_repeat_ngram_size", "num_beams",
+              "length_penalty", "seed", "ignore_eos")
     params = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if args.early_stopping is not None:
         params["early_stopping"] = EARLY_STOPPING[args.early_stopping]
