@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 import luoxia
-from luoxia.cli import data, error_line, generate, models, safety, train
+from luoxia.cli import data, error_line, generate, models, safety, serve, train
 from luoxia.cli import eval as evaluate  # not `eval`: keep the builtin visible
 from luoxia.core.errors import LuoxiaError
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(commands)
     safety.register(commands)
     evaluate.register(commands)
+    serve.register(commands)
     return parser
 
 
