@@ -24,6 +24,8 @@ $(VENV)/.setup-test: $(VENV)/.setup
 	$(BIN)/pip install -q -e '.[test]'
 	# Debian's fortunes: English human text for the watermark's false-positive tests and benchmark.
 	[ -f /usr/share/games/fortunes/fortunes ] || (apt-get update -qq && apt-get install -y -qq fortunes)
+	# Debian's Chromium: the browser the serving tests drive with Playwright (never a downloaded one).
+	[ -x /usr/bin/chromium ] || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 
 setup: $(VENV)/.setup

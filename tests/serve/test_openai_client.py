@@ -136,3 +136,25 @@ def test_images_without_an_image_model_is_a_clear_404(client):
     with pytest.raises(openai.NotFoundError) as e:
         client.images.generate(prompt="a small red circle at the top left")
     assert "--image-model" in e.value.body["message"]
+
+
+@pytest.mark.slow
+def test_the_embedded_model_answers_through_the_api():
+    from serve_helpers import start_server
+
+    from luoxia.serve.app import create_app
+    from luoxia.serve.config import ServeConfig
+    from luoxia.text.pipeline import TextModel
+
+    text = TextModel.load("smollm2")  # the default: int4 on the CPU, as `luoxia serve` runs it
+    running = start_server(create_app(ServeConfig(), text), text)
+    try:
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="none", max_retries=0, timeout=120)
+        reply = client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "What is the capital of France? One word."}],
+            max_tokens=20, temperature=0)
+        assert "Paris" in reply.choices[0].message.content
+        assert reply.choices[0].message.content.endswith(NOTICE_SUFFIX)
+        assert reply.choices[0].model_extra["provenance"]["model_sha256"] == text.sha256
+    finally:
+        running.stop()
