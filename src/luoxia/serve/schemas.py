@@ -68,10 +68,10 @@ class Decoding(BaseModel):
     def generation_params(self, max_new_tokens: int) -> dict:
         """GenerationConfig keyword arguments; OpenAI samples at temperature 1 unless told 0."""
         params = {"max_new_tokens": max_new_tokens, "stop": tuple(self.stop or ()), "seed": self.seed,
-                  "frequency_penalty": self.frequency_penalty, "presence_penalty": self.presence_penalty}
+                  "frequency_penalty": self.frequency_penalty, "presence_penalty": self.presence_penalty,
+                  "do_sample": self.temperature > 0, "temperature": self.temperature}
         if self.temperature > 0:
-            params.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                          min_p=self.min_p)
+            params.update(top_p=self.top_p, top_k=self.top_k, min_p=self.min_p)
         if self.repetition_penalty is not None:
             params["repetition_penalty"] = self.repetition_penalty
         if self.min_tokens:
