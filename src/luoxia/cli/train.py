@@ -1,4 +1,5 @@
-"""`luoxia train text --config run.toml`: pretrain or fine-tune a text model (also under torchrun)."""
+"""`luoxia train text --config run.toml`: pretrain or fine-tune a text model (also under torchrun);
+`luoxia train image ...` (in luoxia.cli.image): train a VAE, GAN or diffusion model."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     t.add_argument("--max-steps", type=int, metavar="N", help="override max_steps")
     t.add_argument("--no-resume", action="store_true", help="start over even if `out` has checkpoints")
     t.set_defaults(run=train_text)
+    from luoxia.cli.image import register_train
+
+    register_train(sub)
 
 
 def train_text(args: argparse.Namespace) -> int:

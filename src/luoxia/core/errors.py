@@ -31,3 +31,7 @@ class UserFileError(LuoxiaError):
 
 class InputEncodingError(LuoxiaError):
     """Input that is not valid UTF-8 text."""
+
+
+class ImageTooLargeError(LuoxiaError):
+    """An image (or a batch of them) too large to decode or hold in memory."""

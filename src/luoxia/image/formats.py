@@ -1,0 +1,94 @@
+"""The image model folder: `config.json` (versioned) + `model.safetensors` (the sampling network).
+
+    {"format": "luoxia-image-model", "version": 1, "kind": "ddpm" | "vae" | "gan",
+     "network": {...the network's config dataclass...}, "schedule": {...} (ddpm only),
+     "cond": "text" | "class" | "none", "class_names": [...], "image_size": 32, "channels": 3,
+     "data": "shapes", "training": {...how it was trained...}}
+
+Tensors are stored as float16 or float32 and loaded as float32. Loading builds the network from
+`network` on the meta device, then assigns the tensors (no double initialisation).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from luoxia.core import atomic
+from luoxia.core.errors import CorruptFileError, ModelNotFoundError
+
+FORMAT = "luoxia-image-model"
+VERSION = 1
+KINDS = ("ddpm", "vae", "gan")
+
+
+def build_network(kind: str, network: dict) -> torch.nn.Module:
+    if kind == "ddpm":
+        from luoxia.image.unet import UNet, UNetConfig
+
+        return UNet(UNetConfig(**network))
+    if kind == "vae":
+        from luoxia.image.vae import VAE, VAEConfig
+
+        return VAE(VAEConfig(**network))
+    if kind == "gan":
+        from luoxia.image.gan import GANConfig, Generator
+
+        return Generator(GANConfig(**network))
+    raise CorruptFileError(f"unknown image model kind {kind!r}; this luoxia knows {', '.join(KINDS)}")
+
+
+def save_model(folder: Path, net: torch.nn.Module, config: dict, dtype: torch.dtype = torch.float32) -> Path:
+    """Write config.json and model.safetensors into `folder` (each file atomically)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().to(dtype if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in net.state_dict().items()}
+    with atomic.atomic_path(folder / "model.safetensors") as tmp:
+        save_file(tensors, tmp, metadata={"format": FORMAT})
+    config = {"format": FORMAT, "version": VERSION, **config, "dtype": str(dtype).removeprefix("torch.")}
+    atomic.write_text(folder / "config.json", json.dumps(config, indent=1))
+    return folder
+
+
+def read_config(folder: Path) -> dict:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise ModelNotFoundError(f"{folder} is not an image model folder (no config.json); give a folder written "
+                                 "by `luoxia train image`, or shapes / digits")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CorruptFileError(f"{path} cannot be read as JSON ({e}); retrain or restore the file") from None
+    if config.get("format") != FORMAT:
+        raise CorruptFileError(f"{path} is not a luoxia image model (format {config.get('format')!r}); "
+                               "give a folder written by `luoxia train image`")
+    if config.get("version") != VERSION:
+        raise CorruptFileError(f"{path} has version {config.get('version')!r}, this luoxia reads {VERSION}; "
+                               "retrain the model with this version")
+    return config
+
+
+def load_model(folder: Path) -> tuple[torch.nn.Module, dict]:
+    """(network in float32, eval mode; config) of a model folder."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    config = read_config(folder)
+    with torch.device("meta"):
+        net = build_network(config["kind"], config["network"])
+    try:
+        tensors = load_file(Path(folder) / "model.safetensors")
+    except (OSError, SafetensorError) as e:
+        raise CorruptFileError(f"{folder}/model.safetensors cannot be read ({e}); retrain or restore it") from None
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    try:
+        net.load_state_dict(tensors, assign=True)
+    except RuntimeError as e:
+        raise CorruptFileError(f"{folder}/model.safetensors does not fit its config.json ({str(e)[:200]}); "
+                               "retrain the model") from None
+    return net.eval(), config
