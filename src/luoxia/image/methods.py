@@ -115,10 +115,105 @@ class Diffusion(Method):
                                    "schedule": dataclasses.asdict(self.schedule), **self.meta(), **extra})
 
 
+def _cond_inputs(cond) -> dict:
+    """A `Condition` as the labels / pooled-text keywords of the VAE and GAN networks."""
+    if cond.text is not None:
+        return {"pooled": cond.text.pooled}
+    return {"labels": cond.labels} if cond.labels is not None else {}
+
+
+class VAEMethod(Method):
+    kind = "vae"
+
+    def __init__(self, cfg: ImageTrainConfig, data: ImageData, cond: str):
+        from luoxia.image.vae import PRESETS, VAE, VAEConfig
+
+        super().__init__(cfg, data, cond)
+        if cfg.preset not in PRESETS:
+            raise_preset(cfg.preset, PRESETS)
+        self.net_config = VAEConfig(**{**PRESETS[cfg.preset], **cfg.network, "image_size": data.size,
+                                       "in_channels": data.channels, "cond": cond,
+                                       "num_classes": max(1, self.num_classes)})
+        self.net = VAE(self.net_config)
+        self.ema = clone_frozen(self.net)
+        self.modules = {"net": self.net, "ema": self.ema}
+        self.optimizers = {"net": torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)}
+
+    def step(self, x, idx, rng, gen, step) -> dict[str, float]:
+        cond = self.conditioner.batch(idx, rng, 0.0)
+        recon, mu, logvar = self.net(x, generator=gen, **_cond_inputs(cond))
+        loss, rec, kl = self.net.loss(x, recon, mu, logvar, self.cfg.kl_weight)
+        opt = self.optimizers["net"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
+        opt.step()
+        return {"loss": loss.item(), "recon": rec.item(), "kl": kl.item()}
+
+    def preview(self, gen):
+        x = self.ema.sample(PREVIEW, generator=gen, **_cond_inputs(self.conditioner.preview(PREVIEW)))
+        return to_uint8(x), self.preview_prompts()
+
+    def export(self, out: Path, extra: dict) -> None:
+        save_model(out, self.ema, {"kind": "vae", "network": self.net_config.to_dict(), **self.meta(), **extra})
+
+
+class GANMethod(Method):
+    """Hinge loss with spectral norm (reg "sn"), or WGAN loss with a gradient penalty of weight 10 ("gp")."""
+
+    kind = "gan"
+
+    def __init__(self, cfg: ImageTrainConfig, data: ImageData, cond: str):
+        from luoxia.image.gan import PRESETS, Discriminator, GANConfig, Generator
+
+        super().__init__(cfg, data, cond)
+        if cfg.preset not in PRESETS:
+            raise_preset(cfg.preset, PRESETS)
+        self.net_config = GANConfig(**{**PRESETS[cfg.preset], **cfg.network, "image_size": data.size,
+                                       "in_channels": data.channels, "cond": cond, "reg": cfg.gan_reg,
+                                       "num_classes": max(1, self.num_classes)})
+        self.net = Generator(self.net_config)
+        self.disc = Discriminator(self.net_config)
+        self.ema = clone_frozen(self.net)
+        self.modules = {"net": self.net, "ema": self.ema, "disc": self.disc}
+        betas = (0.0, 0.9)
+        self.optimizers = {"net": torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=betas),
+                           "disc": torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=betas)}
+
+    def step(self, x, idx, rng, gen, step) -> dict[str, float]:
+        from luoxia.image.gan import gradient_penalty
+
+        kw = _cond_inputs(self.conditioner.batch(idx, rng, 0.0))
+        z = torch.randn(x.shape[0], self.net_config.latent_dim, generator=gen)
+        fake = self.net(z, **kw)
+        d_real, d_fake = self.disc(x, **kw), self.disc(fake.detach(), **kw)
+        if self.net_config.reg == "sn":
+            d_loss = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
+        else:
+            d_loss = d_fake.mean() - d_real.mean() + 10.0 * gradient_penalty(self.disc, x, fake.detach(),
+                                                                              generator=gen, **kw)
+        self.optimizers["disc"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.optimizers["disc"].step()
+        g_loss = -self.disc(fake, **kw).mean()
+        self.optimizers["net"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizers["net"].step()
+        return {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
+
+    def preview(self, gen):
+        x = self.ema.sample(PREVIEW, generator=gen, **_cond_inputs(self.conditioner.preview(PREVIEW)))
+        return to_uint8(x), self.preview_prompts()
+
+    def export(self, out: Path, extra: dict) -> None:
+        save_model(out, self.ema, {"kind": "gan", "network": self.net_config.to_dict(), **self.meta(), **extra})
+
+
 def raise_preset(name: str, presets: dict) -> None:
     from luoxia.core.errors import InvalidParameterError
 
     raise InvalidParameterError(f"unknown --preset {name!r}; choose one of {', '.join(presets)}")
 
 
-METHODS = {"ddpm": Diffusion}
+METHODS = {"ddpm": Diffusion, "vae": VAEMethod, "gan": GANMethod}

@@ -217,8 +217,9 @@ class ImageModel:
                 chunks.append(self._diffuse(prompt, class_label, b, steps, guidance, generator, sampler, eta,
                                             init_t, strength, mask_t, resample, progress))
             else:
-                labels = None if class_label is None else torch.full((b,), class_label)
-                chunks.append(self.net.sample(b, labels=labels, generator=generator))
+                cond, _ = self.condition(prompt, class_label, b)
+                kw = {"pooled": cond.text.pooled} if cond.text is not None else {"labels": cond.labels}
+                chunks.append(self.net.sample(b, generator=generator, **kw))
         images = to_uint8(torch.cat(chunks))
         seconds = time.perf_counter() - t0
         mode = "inpaint" if mask_t is not None else "img2img" if init_t is not None else "txt2img"

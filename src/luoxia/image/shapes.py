@@ -38,7 +38,9 @@ CELL_PHRASE = {"top left": "at the top left", "top": "at the top", "top right": 
                "left": "on the left", "center": "in the center", "right": "on the right",
                "bottom left": "at the bottom left", "bottom": "at the bottom", "bottom right": "at the bottom right"}
 JITTER = 0.04  # centres move up to this fraction of the side around their cell's centre
+GAP = 0.05  # objects keep at least this fraction of the side apart (so they never touch)
 SUPERSAMPLE = 4
+SIZE_WORDS = {"big": "large", "little": "small", "tiny": "small"}  # synonyms parse_caption accepts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +78,7 @@ def cell_of(x: float, y: float) -> str:
 
 
 def random_scene(rng: np.random.Generator, n_objects: int | None = None, max_objects: int = 3) -> list[Shape]:
-    """1..max_objects shapes in distinct, non-neighbouring-overlap cells (n_objects fixes the count)."""
+    """1..max_objects shapes in distinct cells, never touching (n_objects fixes the count)."""
     n = int(n_objects if n_objects is not None else rng.integers(1, max_objects + 1))
     cells = list(CELLS)
     while True:
@@ -85,8 +87,10 @@ def random_scene(rng: np.random.Generator, n_objects: int | None = None, max_obj
         for c in chosen:
             cx, cy = CELLS[cells[c]]
             size = str(rng.choice(list(SIZES)))
-            shapes.append(Shape(str(rng.choice(KINDS)), str(rng.choice(list(COLOURS))), size, cells[c],
-                                cx + rng.uniform(-JITTER, JITTER), cy + rng.uniform(-JITTER, JITTER)))
+            half = SIZES[size] / 2 + 0.01  # keep the whole shape inside the image
+            x = min(max(cx + rng.uniform(-JITTER, JITTER), half), 1 - half)
+            y = min(max(cy + rng.uniform(-JITTER, JITTER), half), 1 - half)
+            shapes.append(Shape(str(rng.choice(KINDS)), str(rng.choice(list(COLOURS))), size, cells[c], x, y))
         if not _overlap(shapes):
             return shapes
 
@@ -96,7 +100,7 @@ def _overlap(shapes: list[Shape]) -> bool:
         for b in shapes[i + 1:]:
             ax0, ay0, ax1, ay1 = a.box(1)
             bx0, by0, bx1, by1 = b.box(1)
-            if ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1:
+            if ax0 < bx1 + GAP and bx0 < ax1 + GAP and ay0 < by1 + GAP and by0 < ay1 + GAP:
                 return True
     return False
 
@@ -159,15 +163,18 @@ def parse_caption(text: str) -> list[ShapeQuery]:
     [ShapeQuery(kind='circle', colour='red', size=None, cell=None), ShapeQuery(kind='triangle', colour='green', \
 size='small', cell='bottom')]
     """
-    found = []
+    found: list[ShapeQuery] = []
     for part in re.split(r",|\band\b", text.lower()):
         part = " ".join(part.replace("centre", "center").replace("-", " ").split())
-        if not part:
-            continue
+        for word, size in SIZE_WORDS.items():
+            part = re.sub(rf"\b{word}\b", size, part)
         kind = next((k for k in KINDS if re.search(rf"\b{k}s?\b", part)), None)
         colour = next((c for c in COLOURS if re.search(rf"\b{c}\b", part)), None)
         size = next((z for z in SIZES if re.search(rf"\b{z}\b", part)), None)
         cell = _cell(part)
         if kind or colour:
             found.append(ShapeQuery(kind, colour, size, cell))
+        elif found and (size or cell):  # "a blue square, top right": the place belongs to the last object
+            last = found[-1]
+            found[-1] = ShapeQuery(last.kind, last.colour, last.size or size, last.cell or cell)
     return found
