@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -39,3 +40,30 @@ def server(serve_text):
 def client(server):
     openai = pytest.importorskip("openai")
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def image_server(tmp_path_factory, serve_text):
+    """A server with a tiny class-conditional (digits-like) diffusion model beside the text model."""
+    import torch
+
+    from luoxia.image.formats import save_model
+    from luoxia.image.pipeline import ImageModel
+    from luoxia.image.schedulers import ScheduleConfig
+    from luoxia.image.unet import PRESETS, UNet, UNetConfig
+    from luoxia.serve.app import create_app
+    from luoxia.serve.config import ServeConfig
+    from luoxia.serve.images import ImageService
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("digits_model")
+    cfg = UNetConfig(**{**PRESETS["tiny"], "in_channels": 1, "cond": "class", "num_classes": 10})
+    save_model(folder, UNet(cfg), {"kind": "ddpm", "network": cfg.to_dict(),
+                                   "schedule": dataclasses.asdict(ScheduleConfig()), "cond": "class",
+                                   "class_names": [str(i) for i in range(10)], "image_size": cfg.image_size,
+                                   "channels": 1, "data": "test"})
+    images = ImageService(ImageModel.load(str(folder)))
+    running = start_server(create_app(ServeConfig(api_key=API_KEY, allow_unlabelled=True), serve_text, images),
+                           serve_text)
+    yield running, images
+    running.stop()

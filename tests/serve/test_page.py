@@ -63,3 +63,28 @@ def test_a_wrong_key_shows_the_error_in_the_page(browser, server):
     page.wait_for_selector("#chat-log .error", timeout=30_000)
     assert "API key" in page.text_content("#chat-log .error")
     page.close()
+
+
+def test_the_image_tab_shows_a_grid_with_labelled_downloads(browser, image_server):
+    import base64
+
+    running, images = image_server
+    page = browser.new_page()
+    page.goto(running.url + "/")
+    page.fill("#api_key", "test-key")
+    page.click("nav button[data-tab=image]")
+    page.fill("#image-prompt", "a three")
+    page.fill("#image-n", "4")
+    page.fill("#image-steps", "3")
+    page.click("#image-send")
+    page.wait_for_selector("#image-grid figure:nth-child(4) img", timeout=60_000)
+    href = page.get_attribute("#image-grid figure a", "href")
+    png = base64.b64decode(href.split(",", 1)[1])
+    path = ARTIFACTS / "serve-image-download.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    from luoxia.safety.inspect import inspect
+
+    assert inspect(path).status == "labelled"  # the download is the labelled file
+    page.screenshot(path=str(ARTIFACTS / "serve-image.png"), full_page=True)
+    page.close()

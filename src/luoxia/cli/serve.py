@@ -12,8 +12,6 @@ import ipaddress
 import os
 import sys
 
-from luoxia.core.errors import InvalidParameterError
-
 
 def register(commands: argparse._SubParsersAction) -> None:
     from luoxia.cli.generate import _add_model_flags
@@ -76,17 +74,19 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def load_images(name: str | None):
-    """The image backend for /v1/images/generations, or None when image generation is not available."""
+    """The image backend for /v1/images/generations; None when image generation is not available."""
     if name == "none":
         return None
+    from luoxia.core.errors import ModelNotFoundError
+    from luoxia.serve.images import ImageService
+
     try:
-        from luoxia.serve.images import ImageService
-    except ImportError:
+        return ImageService.load(name)
+    except ModelNotFoundError as e:
         if name is not None:
-            raise InvalidParameterError("image generation is not available in this installation; "
-                                        "drop --image-model") from None
+            raise
+        print(f"luoxia: warning: serving text only ({e})", file=sys.stderr)
         return None
-    return ImageService.load(name)
 
 
 def _is_loopback(host: str) -> bool:
