@@ -62,10 +62,11 @@ def image(args: argparse.Namespace) -> int:
     if args.strength != 0.6 and args.init is None:
         raise InvalidParameterError("--strength applies to --init (img2img); give the image to start from")
     model = ImageModel.load(args.model)
+    scale = args.scale or max(1, 128 // model.size)
+    check_output_size(args.num_images, model.size * scale, args.separate)
     result = model.generate(args.prompt, n=args.num_images, label=args.label, steps=args.steps,
                             guidance=args.guidance, seed=args.seed, sampler=args.sampler, eta=args.eta,
                             init=args.init, strength=args.strength, mask=args.mask, resample=args.resample)
-    scale = args.scale or max(1, 128 // model.size)
     paths = save_result(result, args.output, separate=args.separate, scale=scale, nrow=args.nrow)
     p = result.provenance
     if args.json:
@@ -78,6 +79,17 @@ def image(args: argparse.Namespace) -> int:
           f"{model.kind} | {what} | seed {p.seed} | {p.stats['seconds']:.1f} s "
           f"({p.stats['images_per_s']:.1f} images/s)", file=sys.stderr)
     return 0
+
+
+def check_output_size(n: int, side: int, separate: bool) -> None:
+    """Refuse a grid (or files) too large to hold in memory before generating anything."""
+    from luoxia.core.errors import ImageTooLargeError
+    from luoxia.image.datasets import MAX_PIXELS
+
+    pixels = side * side * (1 if separate else max(n, 1))
+    if pixels > MAX_PIXELS:
+        raise ImageTooLargeError(f"{n} images of {side}×{side} pixels make a {pixels / 1e6:.0f} MP grid, more than "
+                                 f"{MAX_PIXELS // 1_000_000} MP; lower -n or --scale, or use --separate")
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:

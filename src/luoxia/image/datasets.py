@@ -54,7 +54,7 @@ class ImageData:
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) → float32 (N, C, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return torch.from_numpy(np.array(images, dtype=np.uint8, order="C")).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -102,7 +102,10 @@ def open_image(path: Path, mode: str = "RGB"):
                                          "luoxia decodes; shrink it first")
             im.load()
             return im.convert(mode)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(f"{path} is larger than the {MAX_PIXELS // 1_000_000} MP luoxia decodes; shrink it "
+                                 "first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise UserFileError(f"{path} cannot be read as an image ({type(e).__name__}); give a PNG or JPEG file") \
             from None
 

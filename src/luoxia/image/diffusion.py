@@ -105,13 +105,14 @@ def sample(unet: UNet, scheduler: Scheduler, shape: tuple[int, ...], cond: Condi
         x = scheduler.add_noise(init.to(device), x, torch.tensor(timesteps[0]))
     for i, t in enumerate(timesteps):
         s = scheduler.previous_timestep(t)
-        for r in range(resample if mask is not None and s >= 0 else 1):
+        rounds = resample if mask is not None and s >= 0 else 1
+        for r in range(rounds):
             x_s = scheduler.step(guided_eps(unet, x, t, cond, null, guidance), t, x, generator=generator)
             if mask is not None:
                 noise = torch.randn(shape, generator=generator).to(device)
                 known = scheduler.add_noise(init, noise, torch.tensor(s)) if s >= 0 else init
                 x_s = mask * x_s + (1 - mask) * known
-                if r < resample - 1:  # jump back to t and redo the step
+                if r < rounds - 1:  # jump back to t and redo the step
                     x = scheduler.renoise(x_s, s, t, generator)
                     continue
             x = x_s

@@ -62,6 +62,8 @@ PRESETS = {
     # the embedded shapes model: 2×2 pixel-unshuffle, so the blocks run at 16, 8 and 4 pixels
     "shapes": dict(patch=2, channels=64, channel_mults=(1, 2, 2), layers=1, attn_resolutions=(8, 4), heads=4,
                    groups=16),
+    "digits": dict(patch=2, channels=48, channel_mults=(1, 2, 2), layers=1, attn_resolutions=(8, 4), heads=4,
+                   groups=16),
     "base": dict(channels=64, channel_mults=(1, 2, 2), layers=2, attn_resolutions=(16, 8), heads=4, groups=16),
 }
 
