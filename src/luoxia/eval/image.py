@@ -21,19 +21,19 @@ from luoxia.core.errors import InvalidParameterError
 
 
 def fid(a: np.ndarray, b: np.ndarray) -> float:
-    """‖μ_a − μ_b‖² + Tr(Σ_a + Σ_b − 2 (Σ_a Σ_b)^½)."""
-    from scipy import linalg
+    """‖μ_a − μ_b‖² + Tr(Σ_a + Σ_b − 2 (Σ_a Σ_b)^½).
 
+    Tr (Σ_a Σ_b)^½ is computed as Σ √λ_i of the symmetric Σ_a^½ Σ_b Σ_a^½ (same eigenvalues), which
+    stays real and stable where a general matrix square root does not."""
     if len(a) < 2 or len(b) < 2:
         raise InvalidParameterError("FID needs at least 2 images on each side")
     mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
-    if not np.isfinite(covmean).all():  # near-singular product: nudge both covariances (as pytorch-fid does)
-        eps = np.eye(len(s_a)) * 1e-6
-        covmean = linalg.sqrtm((s_a + eps) @ (s_b + eps))
-    covmean = covmean.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean))
+    s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    w, v = np.linalg.eigh(s_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    lam = np.linalg.eigvalsh(root_a @ s_b @ root_a)
+    tr_covmean = np.sqrt(np.clip(lam, 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * tr_covmean)
 
 
 def kid(a: np.ndarray, b: np.ndarray, subsets: int = 20, subset_size: int = 200, seed: int = 0) -> tuple[float, float]:
@@ -152,3 +152,33 @@ def evaluate_model(model, data: str, n: int = 500, *, steps: int = 50, guidance:
     result["images"] = fake
     result["prompts"] = s["prompts"]
     return result
+
+
+def image_report(result: dict, directory) -> dict:
+    """results.json, report.md, report.html and samples.png (labelled) in `directory`."""
+    from pathlib import Path
+
+    from luoxia.core.artifact import Artifact
+    from luoxia.core.provenance import Provenance
+    from luoxia.eval.report import Table, write_report
+    from luoxia.image.grid import make_grid
+
+    directory = Path(directory)
+    images, prompts = result["images"], result["prompts"]
+    shown = images[:64]
+    Artifact("image", make_grid(shown, nrow=8, scale=max(1, 64 // images.shape[1])),
+             Provenance(model=result["model"], params={k: result[k] for k in ("steps", "guidance", "data")},
+                        seed=result["seed"], prompt=" | ".join(str(p) for p in prompts[:64]))).save(
+        directory / "samples.png")
+    data = {k: v for k, v in result.items() if k not in ("images", "prompts")}
+    rows = [["FID (ours, 256-d features)", round(result["fid"], 3)],
+            ["KID × 1000", round(1000 * result["kid"], 3)],
+            ["images / s", result["images_per_s"]]]
+    for k, v in result.get("adherence", {}).items():
+        rows.append([f"adherence: {k}", round(v, 3)])
+    table = Table(f"{result['model']} ({result['kind']}) on {result['data']}", ["metric", "value"], rows,
+                  f"{result['n']} samples, {result['steps']} steps, guidance {result['guidance']}, seed "
+                  f"{result['seed']}. FID/KID use luoxia's own feature network: compare them with each other only.")
+    from luoxia.eval.report import Figure
+
+    return write_report(directory, "luoxia eval image", data, [table], [Figure("samples.png", "samples")])
