@@ -35,6 +35,7 @@ class UNetConfig:
     layers: int = 2
     attn_resolutions: tuple[int, ...] = (16, 8)
     heads: int = 4
+    head_dim: int = 0  # > 0: heads = channels // head_dim at each level instead (diffusers' attention_head_dim)
     groups: int = 16
     dropout: float = 0.0
     patch: int = 1  # > 1: pixel-unshuffle the input into patch×patch blocks first (Hoogeboom et al. 2023)
@@ -47,6 +48,9 @@ class UNetConfig:
         self.attn_resolutions = tuple(self.attn_resolutions)
         if self.cond not in ("none", "class", "text"):
             raise ValueError(f"cond must be none, class or text, got {self.cond!r}")
+
+    def n_heads(self, channels: int) -> int:
+        return channels // self.head_dim if self.head_dim else self.heads
 
     @property
     def emb_dim(self) -> int:
@@ -158,7 +162,8 @@ class Level(nn.Module):
         super().__init__()
         ctx = cfg.context_dim if cfg.cond == "text" else None
         self.res = nn.ModuleList(ResBlock(c, c_out, cfg.emb_dim, cfg.groups, cfg.dropout) for c in c_ins)
-        self.attn = nn.ModuleList(Attention(c_out, cfg.heads, cfg.groups, ctx) for _ in c_ins) if attend else None
+        self.attn = nn.ModuleList(Attention(c_out, cfg.n_heads(c_out), cfg.groups, ctx) for _ in c_ins) \
+            if attend else None
 
 
 class UNet(nn.Module):
@@ -189,7 +194,7 @@ class UNet(nn.Module):
                 skips.append(c)
                 res //= 2
         self.mid = Level([c, c], c, cfg, attend=False)
-        self.mid_attn = Attention(c, cfg.heads, cfg.groups, cfg.context_dim if cfg.cond == "text" else None)
+        self.mid_attn = Attention(c, cfg.n_heads(c), cfg.groups, cfg.context_dim if cfg.cond == "text" else None)
 
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, c_out in reversed(list(enumerate(ch))):
