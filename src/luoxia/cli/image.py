@@ -120,6 +120,9 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", type=int, help="CPU threads for torch")
     t.add_argument("--name", help="register the finished model under this name (luoxia image --model NAME)")
     t.add_argument("--no-resume", action="store_true", help="start over even if --out has checkpoints")
+    t.add_argument("--export", type=Path, metavar="DIR",
+                   help="do not train: write the newest checkpoint of --out as a model folder DIR (EMA weights), "
+                        "to sample an unfinished run")
     t.set_defaults(run=train_image)
 
 
@@ -151,6 +154,16 @@ def train_image(args: argparse.Namespace) -> int:
             values[key] = value
     if args.no_resume:
         values["resume"] = False
+    if args.export is not None:
+        from luoxia.image.training import export_checkpoint
+        from luoxia.train.resume import latest
+
+        run_dir = Path(values.get("out") or ImageTrainConfig().out)
+        checkpoint = latest(run_dir)
+        if checkpoint is None:
+            raise UserFileError(f"{run_dir} has no checkpoints to export; give the run folder with --out")
+        print(export_checkpoint(checkpoint, args.export))
+        return 0
     summary = train(ImageTrainConfig(**values))
     print(json.dumps(summary))
     return 0

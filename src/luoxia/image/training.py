@@ -320,3 +320,17 @@ def clone_frozen(net: torch.nn.Module) -> torch.nn.Module:
     for p in ema.parameters():
         p.requires_grad_(False)
     return ema.eval()
+
+
+def export_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """A model folder from a checkpoint of an unfinished run (its EMA weights), to sample or evaluate it."""
+    from luoxia.image import checkpoint as ckpt
+
+    meta = json.loads((Path(checkpoint) / "state.json").read_text())
+    cfg = ImageTrainConfig(**meta["config"])
+    data = load_dataset(cfg.data, size=cfg.size, n=cfg.n, seed=cfg.seed)
+    method = make_method(cfg, data, resolve_cond(cfg, data))
+    ckpt.restore(Path(checkpoint), method.modules, method.optimizers)
+    method.export(Path(out), {"data": cfg.data, "training": {"steps": meta["step"], "checkpoint": str(checkpoint),
+                                                             "config": meta["config"]}})
+    return Path(out)
