@@ -54,15 +54,16 @@ class Condition:
 
 def training_loss(unet: UNet, scheduler: Scheduler, x0: torch.Tensor, cond: Condition,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖², t uniform over the T training timesteps."""
+    """‖target − f_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖², t uniform over the T training timesteps; the target is
+    ε (Ho et al. 2020) or v = √ᾱ_t ε − √(1−ᾱ_t) x_0, as the schedule's prediction_type says."""
     B = x0.shape[0]
     t = torch.randint(0, scheduler.config.num_train_timesteps, (B,), generator=generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     x_t = scheduler.add_noise(x0, noise, t)
-    return F.mse_loss(unet(x_t, t, **cond.kwargs()), noise)
+    return F.mse_loss(unet(x_t, t, **cond.kwargs()), scheduler.target(x0, noise, t))
 
 
-def guided_eps(unet: UNet, x: torch.Tensor, t: int, cond: Condition, null: Condition | None,
+def guided_output(unet: UNet, x: torch.Tensor, t: int, cond: Condition, null: Condition | None,
                guidance: float) -> torch.Tensor:
     tt = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
     if null is None or guidance == 1.0:
@@ -107,7 +108,7 @@ def sample(unet: UNet, scheduler: Scheduler, shape: tuple[int, ...], cond: Condi
         s = scheduler.previous_timestep(t)
         rounds = resample if mask is not None and s >= 0 else 1
         for r in range(rounds):
-            x_s = scheduler.step(guided_eps(unet, x, t, cond, null, guidance), t, x, generator=generator)
+            x_s = scheduler.step(guided_output(unet, x, t, cond, null, guidance), t, x, generator=generator)
             if mask is not None:
                 noise = torch.randn(shape, generator=generator).to(device)
                 known = scheduler.add_noise(init, noise, torch.tensor(s)) if s >= 0 else init

@@ -82,7 +82,8 @@ class Diffusion(Method):
         self.ema = clone_frozen(self.net)
         self.modules = {"net": self.net, "ema": self.ema}
         self.optimizers = {"net": torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)}
-        self.schedule = ScheduleConfig(beta_schedule=cfg.beta_schedule, timestep_spacing="trailing")
+        self.schedule = ScheduleConfig(beta_schedule=cfg.beta_schedule, timestep_spacing="trailing",
+                                       prediction_type=cfg.prediction_type)
         self.scheduler = DDPMScheduler(self.schedule)
 
     def step(self, x: torch.Tensor, idx: np.ndarray, rng: np.random.Generator, gen: torch.Generator,

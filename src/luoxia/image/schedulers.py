@@ -3,7 +3,9 @@
 A scheduler holds the forward process q(x_t | x_0) and one reverse step. The pipeline owns the
 loop in two lines (model predicts ε, scheduler steps), so schedulers swap freely. The math and
 the defaults follow diffusers' `DDPMScheduler` and `DDIMScheduler` (tested for equality on the
-same betas and inputs), with ε-prediction:
+same betas and inputs). The network predicts ε, or v = √ᾱ_t ε − √(1-ᾱ_t) x_0 (`prediction_type`
+"v_prediction", Salimans & Ho 2022), from which x̂_0 = √ᾱ_t x_t − √(1-ᾱ_t) v and ε̂ follow; v stays
+well-posed where ᾱ_t → 0, where x̂_0 from ε would divide by √ᾱ_t ≈ 0:
 
     β_t                      betas            (T = num_train_timesteps of them)
     α_t = 1 - β_t,  ᾱ_t = ∏_{s≤t} α_s        alphas_cumprod
@@ -29,6 +31,7 @@ from luoxia.core.errors import InvalidParameterError
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 SPACINGS = ("leading", "trailing", "linspace")
+PREDICTIONS = ("epsilon", "v_prediction")
 
 
 @dataclasses.dataclass
@@ -43,11 +46,15 @@ class ScheduleConfig:
     clip_sample_range: float = 1.0
     timestep_spacing: str = "leading"
     steps_offset: int = 0
+    prediction_type: str = "epsilon"  # epsilon | v_prediction
 
     def __post_init__(self):
         if self.beta_schedule not in BETA_SCHEDULES:
             raise InvalidParameterError(f"beta_schedule {self.beta_schedule!r} is not one of "
                                         f"{', '.join(BETA_SCHEDULES)}")
+        if self.prediction_type not in PREDICTIONS:
+            raise InvalidParameterError(f"prediction_type {self.prediction_type!r} is not one of "
+                                        f"{', '.join(PREDICTIONS)}")
         if self.timestep_spacing not in SPACINGS:
             raise InvalidParameterError(f"timestep_spacing {self.timestep_spacing!r} is not one of "
                                         f"{', '.join(SPACINGS)}")
@@ -107,12 +114,29 @@ class Scheduler:
         z = torch.randn(x_s.shape, generator=generator, dtype=x_s.dtype).to(x_s.device)
         return math.sqrt(ratio) * x_s + math.sqrt(1 - ratio) * z
 
-    def _x0(self, eps: torch.Tensor, x_t: torch.Tensor, a_t: torch.Tensor) -> torch.Tensor:
-        x0 = (x_t - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5
+    def velocity(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """v = √ᾱ_t ε − √(1-ᾱ_t) x_0, the v-prediction target (Salimans & Ho 2022)."""
+        a = self.alphas_cumprod.to(x0.device)[t].to(x0.dtype)
+        while a.ndim < x0.ndim:
+            a = a.unsqueeze(-1)
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network learns to output: ε, or v."""
+        return noise if self.config.prediction_type == "epsilon" else self.velocity(x0, noise, t)
+
+    def _x0_eps(self, out: torch.Tensor, x_t: torch.Tensor, a_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x̂_0 clipped as configured, ε̂) from the network's output."""
+        if self.config.prediction_type == "epsilon":
+            eps = out
+            x0 = (x_t - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5
+        else:  # x̂_0 = √ᾱ x_t − √(1-ᾱ) v,  ε̂ = √ᾱ v + √(1-ᾱ) x_t
+            x0 = a_t ** 0.5 * x_t - (1 - a_t) ** 0.5 * out
+            eps = a_t ** 0.5 * out + (1 - a_t) ** 0.5 * x_t
         if self.config.clip_sample:
             r = self.config.clip_sample_range
             x0 = x0.clamp(-r, r)
-        return x0
+        return x0, eps
 
 
 class DDPMScheduler(Scheduler):
@@ -124,7 +148,7 @@ class DDPMScheduler(Scheduler):
         index = int((self.timesteps == t).nonzero()[0, 0])
         return -1 if index == len(self.timesteps) - 1 else int(self.timesteps[index + 1])
 
-    def step(self, eps: torch.Tensor, t: int, x_t: torch.Tensor, generator: torch.Generator | None = None
+    def step(self, model_output: torch.Tensor, t: int, x_t: torch.Tensor, generator: torch.Generator | None = None
              ) -> torch.Tensor:
         t = int(t)
         s = self.previous_timestep(t)
@@ -132,10 +156,10 @@ class DDPMScheduler(Scheduler):
         a_s = self.alphas_cumprod[s] if s >= 0 else torch.tensor(1.0)
         alpha = a_t / a_s  # α'_t
         beta = 1 - alpha  # β'_t
-        x0 = self._x0(eps, x_t, a_t)
+        x0, _ = self._x0_eps(model_output, x_t, a_t)
         mean = (a_s ** 0.5 * beta / (1 - a_t)) * x0 + (alpha ** 0.5 * (1 - a_s) / (1 - a_t)) * x_t
         if t > 0:
-            z = torch.randn(eps.shape, generator=generator, dtype=eps.dtype).to(eps.device)
+            z = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype).to(x_t.device)
             var = torch.clamp((1 - a_s) / (1 - a_t) * beta, min=1e-20)
             mean = mean + var ** 0.5 * z
         return mean
@@ -144,13 +168,15 @@ class DDPMScheduler(Scheduler):
 class DDIMScheduler(Scheduler):
     """Song et al. 2021: deterministic at η = 0; x_0 after the last step uses ᾱ = 1 (set_alpha_to_one)."""
 
-    def __init__(self, cfg: ScheduleConfig | None = None, eta: float = 0.0, **overrides):
+    def __init__(self, cfg: ScheduleConfig | None = None, eta: float = 0.0, use_clipped_model_output: bool = False,
+                 **overrides):
         super().__init__(cfg, **overrides)
         if eta < 0:
             raise InvalidParameterError(f"eta must be >= 0, got {eta}")
         self.eta = eta
+        self.use_clipped_model_output = use_clipped_model_output
 
-    def step(self, eps: torch.Tensor, t: int, x_t: torch.Tensor, generator: torch.Generator | None = None
+    def step(self, model_output: torch.Tensor, t: int, x_t: torch.Tensor, generator: torch.Generator | None = None
              ) -> torch.Tensor:
         if self.num_inference_steps is None:
             raise InvalidParameterError("call set_timesteps before stepping a DDIM scheduler")
@@ -158,11 +184,13 @@ class DDIMScheduler(Scheduler):
         s = t - self.config.num_train_timesteps // self.num_inference_steps
         a_t = self.alphas_cumprod[t]
         a_s = self.alphas_cumprod[s] if s >= 0 else torch.tensor(1.0)
-        x0 = self._x0(eps, x_t, a_t)
+        x0, eps = self._x0_eps(model_output, x_t, a_t)
+        if self.use_clipped_model_output:  # the ε that the clipped x̂_0 implies, so both terms agree
+            eps = (x_t - a_t ** 0.5 * x0) / (1 - a_t) ** 0.5
         sigma = self.eta * (((1 - a_s) / (1 - a_t)) * (1 - a_t / a_s)) ** 0.5
         x_s = a_s ** 0.5 * x0 + (1 - a_s - sigma ** 2) ** 0.5 * eps
         if self.eta > 0:
-            z = torch.randn(eps.shape, generator=generator, dtype=eps.dtype).to(eps.device)
+            z = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype).to(x_t.device)
             x_s = x_s + sigma * z
         return x_s
 

@@ -60,6 +60,7 @@ class ImageTrainConfig:
     ema_decay: float = 0.999
     p_uncond: float = 0.1  # condition dropped this often (classifier-free guidance)
     beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "v_prediction"  # or epsilon; v stays well-posed at the cosine schedule's ᾱ_T ≈ 0
     gan_reg: str = "sn"  # sn (spectral norm) | gp (gradient penalty, WGAN-GP)
     kl_weight: float = 1e-3  # VAE: β of the KL term (per pixel-mean reconstruction loss)
     seed: int = 0
