@@ -160,3 +160,28 @@ def test_train_cli_on_a_folder_with_bad_files(capsys, tmp_path):
     assert json.loads(out)["finished"]
     code, out, err = run(capsys, "image", "--model", tmp_path / "run", "-n", "2", "-o", tmp_path / "v.png")
     assert code == 0, err
+
+
+def test_vae_reconstruct_and_interpolate_from_the_cli(capsys, tmp_path):
+    import dataclasses
+
+    from luoxia.image.formats import save_model
+    from luoxia.image.vae import VAE, VAEConfig
+
+    cfg = VAEConfig(channels=8, latent_dim=8)
+    torch.manual_seed(0)
+    save_model(tmp_path / "vae", VAE(cfg), {"kind": "vae", "network": dataclasses.asdict(cfg), "cond": "none",
+                                            "class_names": None, "image_size": 32, "channels": 3})
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(a)
+    Image.new("RGB", (50, 40), (30, 30, 200)).save(b)
+    code, out, err = run(capsys, "image", "--model", tmp_path / "vae", "--interpolate", a, b, "-n", "5", "--scale",
+                         "1", "--nrow", "5", "-o", tmp_path / "path.png")
+    assert code == 0, err
+    assert Image.open(tmp_path / "path.png").size == (5 * 34 + 2, 36) and main(["inspect", out.strip()]) == 0
+    code, _, err = run(capsys, "image", "--model", tmp_path / "vae", "--init", a, "-o", tmp_path / "rec.png")
+    assert code == 0 and "reconstruct" in err
+    Image.new("L", (32, 32), 255).save(tmp_path / "white.png")
+    code, _, err = run(capsys, "image", "--model", tmp_path / "vae", "--init", a, "--mask", tmp_path / "white.png",
+                       "-o", tmp_path / "m.png")
+    one_line_error(code, err, "--mask needs a diffusion model")

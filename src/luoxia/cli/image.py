@@ -32,7 +32,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic, 1 ≈ DDPM)")
     p.add_argument("--seed", type=int, help="random seed (chosen and recorded when not given)")
     p.add_argument("--label", help="class name or index, for class-conditional models (digits: 0-9)")
-    p.add_argument("--init", type=Path, metavar="IMAGE", help="start from this image (img2img, SDEdit)")
+    p.add_argument("--init", type=Path, metavar="IMAGE",
+                   help="start from this image (diffusion: img2img, SDEdit; VAE: its reconstruction)")
+    p.add_argument("--interpolate", type=Path, nargs=2, metavar=("A", "B"),
+                   help="VAE: decode -n points on the latent path from image A to image B")
     p.add_argument("--strength", type=float, default=0.6,
                    help="img2img: how far to noise the init image, 0 = keep it, 1 = ignore it (default 0.6)")
     p.add_argument("--mask", type=Path, metavar="MASK",
@@ -64,9 +67,12 @@ def image(args: argparse.Namespace) -> int:
     model = ImageModel.load(args.model)
     scale = args.scale or max(1, 128 // model.size)
     check_output_size(args.num_images, model.size * scale, args.separate)
-    result = model.generate(args.prompt, n=args.num_images, label=args.label, steps=args.steps,
-                            guidance=args.guidance, seed=args.seed, sampler=args.sampler, eta=args.eta,
-                            init=args.init, strength=args.strength, mask=args.mask, resample=args.resample)
+    if args.interpolate:
+        result = model.interpolate(*args.interpolate, steps=max(2, args.num_images))
+    else:
+        result = model.generate(args.prompt, n=args.num_images, label=args.label, steps=args.steps,
+                                guidance=args.guidance, seed=args.seed, sampler=args.sampler, eta=args.eta,
+                                init=args.init, strength=args.strength, mask=args.mask, resample=args.resample)
     paths = save_result(result, args.output, separate=args.separate, scale=scale, nrow=args.nrow)
     p = result.provenance
     if args.json:
@@ -76,8 +82,8 @@ def image(args: argparse.Namespace) -> int:
             print(path)
     what = ", ".join(f"{k} {v}" for k, v in p.params.items() if k not in ("n", "kind"))
     print(f"{TEXT_NOTICE} {len(result.images)} image(s) {model.size}×{model.size} ×{scale} | {model.name} "
-          f"{model.kind} | {what} | seed {p.seed} | {p.stats['seconds']:.1f} s "
-          f"({p.stats['images_per_s']:.1f} images/s)", file=sys.stderr)
+          f"{model.kind} | {what} | seed {p.seed} | {p.stats.get('seconds', 0):.1f} s "
+          f"({p.stats.get('images_per_s', 0):.1f} images/s)", file=sys.stderr)
     return 0
 
 

@@ -206,8 +206,9 @@ class ImageModel:
             seed = int(np.random.SeedSequence().entropy % (2**31))
         class_label = self.label_of(prompt, label)
         init_t, mask_t = self._inputs(init, mask)
-        if self.kind != "ddpm" and (init_t is not None):
-            raise InvalidParameterError(f"--init and --mask need a diffusion model; {self.name} is a {self.kind}")
+        if self.kind == "gan" and init_t is not None or self.kind == "vae" and mask_t is not None:
+            raise InvalidParameterError(f"{'--mask' if mask_t is not None else '--init'} needs a diffusion model "
+                                        f"(or a VAE for --init); {self.name} is a {self.kind}")
         t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(seed)
         chunks = []
@@ -219,10 +220,15 @@ class ImageModel:
             else:
                 cond, _ = self.condition(prompt, class_label, b)
                 kw = {"pooled": cond.text.pooled} if cond.text is not None else {"labels": cond.labels}
-                chunks.append(self.net.sample(b, generator=generator, **kw))
+                if init_t is not None:  # a VAE's reconstruction of the init image (from the posterior mean)
+                    chunks.append(self.net.reconstruct(init_t.expand(b, -1, -1, -1), **kw))
+                else:
+                    chunks.append(self.net.sample(b, generator=generator, **kw))
         images = to_uint8(torch.cat(chunks))
         seconds = time.perf_counter() - t0
         mode = "inpaint" if mask_t is not None else "img2img" if init_t is not None else "txt2img"
+        if self.kind == "vae" and init_t is not None:
+            mode = "reconstruct"
         params = {"n": n, "mode": mode, "kind": self.kind}
         if self.kind == "ddpm":
             params.update(steps=steps, guidance=guidance, sampler=sampler, eta=eta)
@@ -235,6 +241,21 @@ class ImageModel:
         prov = Provenance(model=self.name, model_source=str(self.source), model_sha256=self.sha256, params=params,
                           seed=seed, prompt=prompt or "",
                           stats={"seconds": round(seconds, 3), "images_per_s": round(n / max(seconds, 1e-9), 2)})
+        return ImageResult(images, prov)
+
+    @torch.no_grad()
+    def interpolate(self, a, b, steps: int = 8) -> ImageResult:
+        """VAE only: decodings along the (spherical) path between the latents of images a and b."""
+        if self.kind != "vae":
+            raise InvalidParameterError(f"latent interpolation needs a VAE; {self.name} is a {self.kind}")
+        if not 2 <= steps <= 256:
+            raise InvalidParameterError(f"interpolation steps must be in [2, 256], got {steps}")
+        mode = "L" if self.channels == 1 else "RGB"
+        x = torch.cat([self._image_tensor(i if not isinstance(i, str | Path) else open_image(Path(i), mode),
+                                          "an interpolation end", mode) for i in (a, b)])
+        images = to_uint8(self.net.interpolate(x[0], x[1], steps))
+        prov = Provenance(model=self.name, model_source=str(self.source), model_sha256=self.sha256,
+                          params={"mode": "interpolate", "steps": steps, "kind": self.kind, "n": steps})
         return ImageResult(images, prov)
 
     def _diffuse(self, prompt, label, b, steps, guidance, generator, sampler, eta, init_t, strength, mask_t,
