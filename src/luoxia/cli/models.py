@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def models(*, as_json: bool) -> int:
     from luoxia.core.registry import list_models
 
-    entries = list_models()
+    entries = list_models() + image_models()
     if as_json:
         print(json.dumps([dataclasses.asdict(e) for e in entries], ensure_ascii=False, indent=2))
         return 0
@@ -29,6 +29,20 @@ def models(*, as_json: bool) -> int:
     for row in rows:
         print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[3]]).rstrip())
     return 0
+
+
+def image_models() -> list:
+    """The embedded image models (shipped inside luoxia.image), as registry entries."""
+    from luoxia.core.registry import ModelEntry
+    from luoxia.image.pipeline import EMBEDDED, WEIGHTS
+
+    entries = []
+    for name, about in EMBEDDED.items():
+        path = WEIGHTS / name / "model.safetensors"
+        size = path.stat().st_size if path.is_file() else 0
+        entries.append(ModelEntry(name, "embedded", size, str(path.parent) if size else "missing: "
+                                  "scripts/train_image_defaults.py", about))
+    return entries
 
 
 def human_size(n: int) -> str:
