@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # PyTorch CPU build; this release lies on the project's machines, so pip takes it without a download.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test setup setup-test lint bench clean poetry
+.PHONY: demo test setup setup-test lint bench clean poetry image-defaults
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench: setup-test
 
 poetry: setup /usr/share/games/fortunes/tang300
 	$(BIN)/python benchmarks/tang_poetry.py
+
+# Retrain the embedded image models (shapes, digits), the FID/KID feature network and the VAE/GAN
+# baselines of docs/images.md on the CPU; resumable (hours on 2 cores).
+image-defaults: setup
+	$(BIN)/python scripts/train_image_defaults.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
