@@ -30,13 +30,13 @@ RUNS = {
                    min_lr=3e-5, warmup_steps=200, sample_every=500, checkpoint_every=250),
     "digits": dict(model="ddpm", data="digits", steps=3000, batch_size=32, preset="digits", lr=3e-4, min_lr=3e-5,
                    warmup_steps=200, sample_every=500, checkpoint_every=250),
-    "shapes-vae": dict(model="vae", data="shapes", n=20000, steps=3000, batch_size=64, preset="shapes", lr=1e-3,
+    "shapes-vae": dict(model="vae", data="shapes", n=20000, steps=2000, batch_size=64, preset="small", lr=1e-3,
                        min_lr=1e-4, kl_weight=0.05),
-    "shapes-gan": dict(model="gan", data="shapes", n=20000, steps=3000, batch_size=64, preset="shapes", lr=2e-4,
+    "shapes-gan": dict(model="gan", data="shapes", n=20000, steps=2000, batch_size=64, preset="small", lr=2e-4,
                        min_lr=2e-4, gan_reg="sn"),
-    "digits-vae": dict(model="vae", data="digits", steps=2000, batch_size=64, preset="small", lr=1e-3, min_lr=1e-4,
+    "digits-vae": dict(model="vae", data="digits", steps=1500, batch_size=64, preset="small", lr=1e-3, min_lr=1e-4,
                        kl_weight=0.05),
-    "digits-gan": dict(model="gan", data="digits", steps=2000, batch_size=64, preset="small", lr=2e-4, min_lr=2e-4,
+    "digits-gan": dict(model="gan", data="digits", steps=1500, batch_size=64, preset="small", lr=2e-4, min_lr=2e-4,
                        gan_reg="sn"),
 }
 SHIPPED = {"shapes": "shapes", "digits": "digits"}

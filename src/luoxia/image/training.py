@@ -62,7 +62,7 @@ class ImageTrainConfig:
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "v_prediction"  # or epsilon; v stays well-posed at the cosine schedule's ᾱ_T ≈ 0
     gan_reg: str = "sn"  # sn (spectral norm) | gp (gradient penalty, WGAN-GP)
-    kl_weight: float = 1e-3  # VAE: β of the KL term (per pixel-mean reconstruction loss)
+    kl_weight: float = 0.05  # VAE: β of the KL term against the summed squared error (≈ 2σ² of the decoder)
     seed: int = 0
     log_every: int = 20
     sample_every: int = 500
