@@ -94,10 +94,14 @@ def sample(unet: UNet, scheduler: Scheduler, shape: tuple[int, ...], cond: Condi
     mask (B, 1, H, W): 1 where to generate, 0 where to keep `init` (inpainting; strength is then 1).
     """
     check_sampling_args(guidance, strength, steps)
-    device = next(unet.parameters()).device
+    weight = next(unet.parameters())
+    device = weight.device
+    # a channels-last network (faster convolutions on the CPU) gets channels-last inputs
+    layout = torch.channels_last if len(shape) == 4 and getattr(unet, "channels_last", False) else \
+        torch.contiguous_format
     scheduler.set_timesteps(steps)
     timesteps = scheduler.timesteps.tolist()
-    x = torch.randn(shape, generator=generator).to(device)
+    x = torch.randn(shape, generator=generator).to(device).contiguous(memory_format=layout)
     if init is not None and mask is None:
         keep = min(int(steps * strength), steps)  # diffusers' img2img: run the last `keep` steps
         timesteps = timesteps[steps - keep:]

@@ -87,6 +87,9 @@ class ImageModel:
         if path.is_file():
             path = path.parent
         net, config = load_model(path)
+        if config["kind"] == "ddpm":  # NHWC convolutions are ~15-20% faster on the CPU; same math
+            net = net.to(memory_format=torch.channels_last)
+            net.channels_last = True
         return cls(net, config, name_or_path if name_or_path in EMBEDDED else path.name, path)
 
     @property
