@@ -56,7 +56,8 @@ def test_flags_map_onto_the_config_fields():
 def test_every_config_field_has_a_flag():
     every = params("--max-new-tokens", "5", "--min-new-tokens", "1", "--max-length", "9", "--sample",
                    "--temperature", "0.5", "--top-k", "3", "--top-p", "0.9", "--min-p", "0.1",
-                   "--repetition-penalty", "1.1", "--no-repeat-ngram-size", "2", "--num-beams", "1",
+                   "--repetition-penalty", "1.1", "--frequency-penalty", "0.5", "--presence-penalty", "0.5",
+                   "--no-repeat-ngram-size", "2", "--num-beams", "1",
                    "--length-penalty", "1", "--early-stopping", "true", "--stop", ".", "--seed", "1", "--ignore-eos",
                    "--watermark", "key")
     assert set(every) == {f.name for f in dataclasses.fields(GenerationConfig)}
