@@ -165,3 +165,34 @@ def test_eos_ends_generation(tiny, monkeypatch):
     end = free.index(stop_token) + 1
     assert r.token_ids == free[:end] and r.finish_reason == "eos"
     assert r.text == tiny.tokenizer.decode(free[:end - 1])
+
+
+def test_stream_rows_gives_each_row_its_own_length_and_stop(tiny):
+    """A batch streamed row by row equals each prompt generated alone, lengths and stops per row."""
+    alone = tiny.generate("She sells", max_new_tokens=12, min_new_tokens=12)
+    stop = alone.text[4:6]
+    asks = [("The quick brown fox", {"max_new_tokens": 5}), ("She sells", {"max_new_tokens": 12, "stop": (stop,)}),
+            ("Numbers like", {"max_new_tokens": 9})]
+    rows = [tiny.prepare(p, min_new_tokens=12, **kw) for p, kw in asks]
+    pieces: dict[int, str] = {}
+    results = {}
+    for i, event in tiny.stream_rows(rows):
+        if isinstance(event, str):
+            assert i not in results, "a piece arrived after its row's result"
+            pieces[i] = pieces.get(i, "") + event
+        else:
+            results[i] = event
+    for i, (prompt, kw) in enumerate(asks):
+        solo = tiny.generate(prompt, min_new_tokens=12, **kw)
+        assert results[i].text == solo.text == pieces.get(i, "")
+        assert results[i].finish_reason == solo.finish_reason
+        assert results[i].provenance.stats["batch_size"] == 3
+    assert results[1].finish_reason == "stop" and len(results[0].token_ids) == 5
+
+
+def test_stream_rows_stops_a_cancelled_row_without_a_result(tiny):
+    rows = [tiny.prepare(p, max_new_tokens=20, min_new_tokens=20) for p in ("The quick", "She sells")]
+    seen = []
+    for i, event in tiny.stream_rows(rows, cancelled=lambda i: i == 0 and len(seen) > 2):
+        seen.append((i, event))
+    assert [i for i, e in seen if not isinstance(e, str)] == [1]
