@@ -1,18 +1,23 @@
-"""Training throughput: one training step of luoxia's loop against transformers' LlamaForCausalLM.
+"""Training throughput: one step of luoxia's training loop against transformers' LlamaForCausalLM.
 
-Both sides get the same Llama-shaped config, the same random initial weights (ours copied into
-transformers'), the same batches, AdamW with the same settings and gradient clipping at 1.0:
+All engines get the same Llama-shaped config, the same random initial weights (ours copied into
+transformers'), the same batches, the same optimizer (`luoxia.train.step.make_optimizer`: AdamW,
+fused kernel, no decay on norms; transformers' Trainer also picks fused AdamW on torch >= 2.8) and
+gradient clipping at 1.0:
 
-    forward → cross-entropy → backward → clip → AdamW step → zero grad
+    forward → float32 cross-entropy → backward → clip → AdamW step → zero grad
 
-This is the per-step work of `luoxia.train.loop` (its model, loss and clipping; plain AdamW on
-both sides so the optimizers match); the steps of the two engines alternate, so background load
-hits both alike. Reports the median
-tokens/s over --steps timed steps after --warmup steps, and the ratio.
+    luoxia                   the loop's step as it runs by default: forward + loss under torch.compile
+    transformers             LlamaForCausalLM as it runs by default (eager, SDPA attention)
+    transformers + compile   the same model with forward + loss compiled exactly as ours (reference row)
 
-    .venv/bin/python benchmarks/train_throughput.py [--dim 256 --layers 4 --batch 8 --seq 256]
+Steps of the engines alternate, so background load hits all alike. Reports the median wall time
+per step (tokens/s) and the median CPU time per step over --steps timed steps after --warmup steps
+(the first steps compile), and the ratio to each transformers row.
 
-Target on the CPU: ours >= 1.2x transformers. Writes benchmarks/results/train_throughput.json.
+    .venv/bin/python benchmarks/train_throughput.py [--dim 256 --layers 4 --batch 8 --seq 256] [--eager]
+
+Target on the CPU: luoxia >= 1.2x transformers. Writes benchmarks/results/train_throughput.json.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 
@@ -43,6 +47,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--eager", action="store_true", help="no torch.compile anywhere (ours as with compile = false)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -50,6 +55,7 @@ def main() -> None:
 
     from luoxia.text.formats.hf import hf_config, to_hf_state_dict
     from luoxia.text.model import Transformer, TransformerConfig
+    from luoxia.train.step import compiled, lm_loss, make_optimizer
 
     torch.manual_seed(0)
     config = TransformerConfig(vocab_size=args.vocab, dim=args.dim, n_layers=args.layers, n_heads=args.heads,
@@ -57,58 +63,77 @@ def main() -> None:
                                max_seq_len=args.seq, tie_embeddings=True)
     ours = Transformer(config)
     ours.init_weights()
-    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_config(config)))
-    missing, unexpected = hf.load_state_dict(to_hf_state_dict(ours.state_dict(), config), strict=False)
-    assert not unexpected and all("lm_head" in m for m in missing), (missing, unexpected)
-    hf.tie_weights()
-    ours.train()
-    hf.train()
 
-    def adamw(model):
-        return torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    class HFLogits(torch.nn.Module):
+        """LlamaForCausalLM called as ours is: token ids in, logits out (so `lm_loss` serves both)."""
 
-    optimizers = {"luoxia": adamw(ours), "transformers": adamw(hf)}
+        def __init__(self):
+            super().__init__()
+            self.hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_config(config)))
+            missing, unexpected = self.hf.load_state_dict(to_hf_state_dict(ours.state_dict(), config), strict=False)
+            assert not unexpected and all("lm_head" in m for m in missing), (missing, unexpected)
+            self.hf.tie_weights()
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return self.hf(input_ids=tokens).logits
+
+    quiet = lambda line: print(line, flush=True)  # noqa: E731
+    engines = {"luoxia": (ours.train(), lm_loss if args.eager else compiled(lm_loss, quiet)),
+               "transformers": (HFLogits().train(), lm_loss)}
+    if not args.eager:
+        engines["transformers + compile"] = (HFLogits().train(), compiled(lm_loss, quiet))
+    optimizers = {name: make_optimizer(m, lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, device=torch.device("cpu"))
+                  for name, (m, _) in engines.items()}
     g = torch.Generator().manual_seed(1)
     batches = [torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=g)
                for _ in range(args.warmup + args.steps)]
 
-    def step(name: str, x: torch.Tensor) -> float:
-        model, opt = (ours if name == "luoxia" else hf), optimizers[name]
-        t0 = time.perf_counter()
-        inputs, targets = x[:, :-1], x[:, 1:]
-        logits = model(inputs) if name == "luoxia" else model(input_ids=inputs).logits
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    def step(name: str, x: torch.Tensor) -> tuple[float, float, float]:
+        (model, loss_fn), opt = engines[name], optimizers[name]
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss = loss_fn(model, x)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return time.perf_counter() - t0, loss.item()
+        return time.perf_counter() - t0, time.process_time() - c0, loss.item()
 
-    times: dict[str, list[float]] = {"luoxia": [], "transformers": []}
-    losses: dict[str, list[float]] = {"luoxia": [], "transformers": []}
+    wall: dict[str, list[float]] = {name: [] for name in engines}
+    cpu: dict[str, list[float]] = {name: [] for name in engines}
+    losses: dict[str, list[float]] = {name: [] for name in engines}
+    load_before = os.getloadavg()[0]
     for i, x in enumerate(batches):
-        for name in times:
-            dt, loss = step(name, x)
+        for name in engines:
+            dt, dc, loss = step(name, x)
             losses[name].append(loss)
             if i >= args.warmup:
-                times[name].append(dt)
+                wall[name].append(dt)
+                cpu[name].append(dc)
+    load_after = os.getloadavg()[0]
     tokens = args.batch * args.seq
-    rows = {name: {"tokens_per_s": tokens / statistics.median(t), "step_s_median": statistics.median(t),
-                   "step_s_runs": t, "losses": losses[name]} for name, t in times.items()}
-    ratio = rows["luoxia"]["tokens_per_s"] / rows["transformers"]["tokens_per_s"]
+    rows = {name: {"tokens_per_s": tokens / statistics.median(w), "step_s_median": statistics.median(w),
+                   "cpu_s_median": statistics.median(cpu[name]), "step_s_runs": w, "losses": losses[name]}
+            for name, w in wall.items()}
+    ratios = {name: rows["luoxia"]["tokens_per_s"] / r["tokens_per_s"] for name, r in rows.items() if name != "luoxia"}
     params = sum(p.numel() for p in ours.parameters())
-    print(f"\n## Training step, CPU: {params / 1e6:.1f}M-parameter Llama (dim {args.dim}, {args.layers} layers), "
-          f"batch {args.batch} × {args.seq} tokens, AdamW, {args.threads} threads, torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, median of {args.steps} steps\n")
-    print("| engine | tokens/s | s/step |\n|---|---:|---:|")
+    print(f"\n## Training step, CPU: {params / 1e6:.1f}M-parameter Llama (dim {args.dim}, {args.layers} layers, vocab "
+          f"{args.vocab}), batch {args.batch} × {args.seq} tokens, fused AdamW + clip 1.0 on every engine, "
+          f"{args.threads} threads, {'no torch.compile' if args.eager else 'ours compiled (the loop default)'}, "
+          f"torch {torch.__version__}, transformers {transformers.__version__}, median of {args.steps} steps; "
+          f"load average {load_before:.1f} → {load_after:.1f} on {os.cpu_count()} cores\n")
+    print("| engine | tokens/s | s/step (wall) | CPU s/step | luoxia tokens/s ÷ this |\n|---|---:|---:|---:|---:|")
     for name, r in rows.items():
-        print(f"| {name} | {r['tokens_per_s']:,.0f} | {r['step_s_median']:.3f} |")
-    print(f"\nours/transformers: {ratio:.2f}x (target >= 1.2x: {'met' if ratio >= 1.2 else 'NOT met'})")
-    print(f"first-step losses equal: {abs(losses['luoxia'][0] - losses['transformers'][0]) < 1e-4} "
-          f"({losses['luoxia'][0]:.5f} vs {losses['transformers'][0]:.5f})")
+        vs = f"{ratios[name]:.2f}x" if name in ratios else ""
+        print(f"| {name} | {r['tokens_per_s']:,.0f} | {r['step_s_median']:.3f} | {r['cpu_s_median']:.3f} | {vs} |")
+    ratio = ratios["transformers"]
+    print(f"\nluoxia/transformers: {ratio:.2f}x (target >= 1.2x: {'met' if ratio >= 1.2 else 'NOT met'})")
+    first = [v[0] for v in losses.values()]
+    print(f"first-step losses: {', '.join(f'{x:.5f}' for x in first)} "
+          f"(equal to 1e-4: {max(first) - min(first) < 1e-4})")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"args": vars(args), "parameters": params, "rows": rows, "ratio": ratio,
-                                   "machine": platform.platform()}, indent=1))
+    RESULTS.write_text(json.dumps({"args": vars(args), "parameters": params, "rows": rows, "ratios": ratios,
+                                   "load_average": [load_before, load_after], "machine": platform.platform()},
+                                  indent=1))
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ def make_corpus(directory: Path, n_docs: int = 120, seed: int = 0) -> Path:
 
 
 def tiny_config(data_dir: Path, out: Path, **overrides):
-    """A run config for a 2-layer, 32-wide model on 8 × 32-token batches."""
+    """A run config for a 2-layer, 32-wide model on 8 × 32-token batches, eager (compiling costs more than it saves)."""
     from luoxia.train.config import ModelSpec, TrainConfig
 
     base = dict(data=str(data_dir), out=str(out), seq_len=32, batch_size=8, max_steps=20, lr=3e-3, min_lr=3e-4,
-                warmup_steps=3, eval_every=10, eval_batches=2, checkpoint_every=10, log_every=5,
+                warmup_steps=3, eval_every=10, eval_batches=2, checkpoint_every=10, log_every=5, compile=False,
                 model=ModelSpec(dim=32, n_layers=2, n_heads=4, n_kv_heads=2))
     return TrainConfig(**{**base, **overrides})

@@ -55,7 +55,7 @@ def test_paths_are_relative_to_the_toml_folder(tmp_path, data_dir, monkeypatch):
     assert (cfg.data, cfg.out, cfg.init) == (str(data_dir), str(tmp_path / "abs"), "smollm2")  # a model name stays
 
     # The whole command, run from another folder: the run folder appears beside the TOML file.
-    toml.write_text(f'data = "{rel_data}"\nout = "run"\nseq_len = 32\nbatch_size = 8\nlog_every = 1\n'
+    toml.write_text(f'data = "{rel_data}"\nout = "run"\nseq_len = 32\nbatch_size = 8\nlog_every = 1\ncompile = false\n'
                     "[model]\ndim = 32\nn_layers = 1\nn_heads = 4\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

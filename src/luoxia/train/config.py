@@ -20,6 +20,7 @@ from pathlib import Path
 from luoxia.core.config import from_dict, load_toml
 from luoxia.core.errors import InvalidParameterError
 from luoxia.text.model import PRESETS, TransformerConfig
+from luoxia.train.distributed import PARALLEL
 
 
 @dataclasses.dataclass
@@ -85,7 +86,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     device: str = "auto"
-    compile: bool = False  # torch.compile the model (GPU; slow to start on CPU)
+    compile: bool = True  # torch.compile forward + loss (about a minute to start on a CPU; falls back to eager
+    #                        with a note where it cannot compile)
+    parallel: str = "ddp"  # under torchrun: "ddp" (replicas) or "fsdp" (sharded parameters and optimizer state)
     resume: bool = True  # continue from the newest checkpoint in `out` when there is one
     export_gguf: bool = False  # also write model.gguf into the run folder
 
@@ -102,6 +105,8 @@ class TrainConfig:
                 raise InvalidParameterError(f"{key} must not be negative, got {getattr(self, key)}")
         if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
             raise InvalidParameterError(f"need 0 < lr and 0 <= min_lr <= lr, got lr {self.lr}, min_lr {self.min_lr}")
+        if self.parallel not in PARALLEL:
+            raise InvalidParameterError(f"parallel must be one of {', '.join(PARALLEL)}, got {self.parallel!r}")
         if self.name and ("/" in self.name or self.name.startswith(".")):
             raise InvalidParameterError(f"name {self.name!r} must be a plain folder name, e.g. tang-poet")
 

@@ -36,10 +36,11 @@ from luoxia.core.device import pick_device
 from luoxia.core.errors import InvalidParameterError
 from luoxia.core.paths import trained_models_dir
 from luoxia.data.shards import TokenData
-from luoxia.text.model import Transformer
+from luoxia.text.model import Transformer, TransformerConfig
 from luoxia.train import distributed, resume
 from luoxia.train.config import TrainConfig
 from luoxia.train.schedule import WarmupCosine
+from luoxia.train.step import compiled, lm_loss, make_optimizer
 
 SAMPLER = "random-windows-v1"
 EXPORT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json")
@@ -102,21 +103,6 @@ def build_model(cfg: TrainConfig, data: TokenData, device: torch.device) -> Tran
     return model
 
 
-def make_optimizer(model: Transformer, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW (Loshchilov & Hutter 2019); no weight decay on norms and biases; the fused kernel on GPU (on the
-    CPU it measured 3× slower than the default multi-tensor one)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
-    try:
-        if device.type == "cuda":
-            return torch.optim.AdamW(groups, fused=True, **kwargs)
-    except (RuntimeError, TypeError):
-        pass
-    return torch.optim.AdamW(groups, **kwargs)
-
-
 def _batch_layout(cfg: TrainConfig, world: int) -> tuple[int, int, int]:
     """(sequences per process, micro-batch size, accumulation steps) for the global batch."""
     if cfg.batch_size % world:
@@ -139,15 +125,15 @@ def evaluate(model: Transformer, sampler: WindowSampler, cfg: TrainConfig, info:
     per = -(-n // info.world_size)
     loss_sum, count = 0.0, 0.0
     for i in range(cfg.eval_batches):
-        rows = sampler.batch(i, n)[info.rank * per:(info.rank + 1) * per]
-        if not len(rows):
-            continue
-        x = torch.from_numpy(rows).to(device)
+        batch = sampler.batch(i, n)
+        rows = batch[info.rank * per:(info.rank + 1) * per]
+        x = torch.from_numpy(rows if len(rows) else batch[:1]).to(device)  # a sharded model needs every rank's call
         with autocast():
             logits = model(x[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum")
-        loss_sum += loss.item()
-        count += x[:, 1:].numel()
+        if len(rows):
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum")
+            loss_sum += loss.item()
+            count += x[:, 1:].numel()
     loss_sum, count = distributed.total([loss_sum, count], info, device)
     model.train(was_training)
     return loss_sum / count
@@ -178,14 +164,17 @@ def _train(cfg: TrainConfig, info: distributed.DistInfo, device: torch.device, s
         log(f"note: the validation split of {cfg.data} is shorter than seq_len + 1; no validation loss")
 
     model = build_model(cfg, data, device)
-    optimizer = make_optimizer(model, cfg, device)
-    schedule = WarmupCosine(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
     n_params = sum(p.numel() for p in model.parameters())
+    sharded = info.enabled and cfg.parallel == "fsdp"
+    forward_model = distributed.wrap(model, info, device, cfg.parallel)  # FSDP shards `model` itself
+    optimizer = make_optimizer(model, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
+                               device=device)
+    schedule = WarmupCosine(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
 
     start = 0
     checkpoint = resume.latest(out) if cfg.resume else None
     if checkpoint is not None:
-        meta = resume.restore(checkpoint, model, optimizer)
+        meta = resume.restore(checkpoint, model, optimizer, distributed.load_sharded_state if sharded else None)
         start = meta["step"]
         log(f"resumed from {checkpoint} (step {start})")
     if info.is_main:
@@ -194,14 +183,9 @@ def _train(cfg: TrainConfig, info: distributed.DistInfo, device: torch.device, s
         _truncate_metrics(out / "metrics.jsonl", start)
     distributed.barrier(info)
 
-    forward_model = model
-    if cfg.compile:
-        forward_model = torch.compile(model)
-    if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        forward_model = DistributedDataParallel(forward_model, device_ids=[device.index] if device.type == "cuda"
-                                                else None)
+    if cfg.compile and sharded:
+        log("note: compile is not used with parallel = \"fsdp\" (untested here); training eager")
+    loss_fn = compiled(lm_loss, log) if cfg.compile and not sharded else lm_loss
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else \
         contextlib.nullcontext
     tokens_per_step = cfg.batch_size * cfg.seq_len
@@ -209,6 +193,8 @@ def _train(cfg: TrainConfig, info: distributed.DistInfo, device: torch.device, s
         f"{cfg.batch_size} × {cfg.seq_len} tokens (micro-batch {micro}, accumulation {accum}); run folder {out}")
 
     end = cfg.max_steps if stop_at is None else min(cfg.max_steps, stop_at)
+    if cfg.compile and not sharded and start < end:
+        log("compiling the training step (torch.compile: a minute or so on a CPU; compile = false skips it)")
     last_loss, last_val = float("nan"), None
     t_log, steps_since = time.perf_counter(), 0
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8") if info.is_main else None  # noqa: SIM115
@@ -221,15 +207,12 @@ def _train(cfg: TrainConfig, info: distributed.DistInfo, device: torch.device, s
             loss_sum = 0.0
             for m in range(accum):
                 x = torch.from_numpy(rows[m * micro:(m + 1) * micro]).to(device, non_blocking=True)  # (B, T+1)
-                sync = contextlib.nullcontext() if not info.enabled or m == accum - 1 else forward_model.no_sync()
-                with sync:
+                with distributed.gradient_sync(forward_model, info, cfg.parallel, sync=m == accum - 1):
                     with autocast():
-                        logits = forward_model(x[:, :-1])  # (B, T, V)
-                    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)) / accum
+                        loss = loss_fn(forward_model, x) / accum
                     loss.backward()
                 loss_sum += loss.item()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item() \
-                if cfg.grad_clip > 0 else float("nan")
+            grad_norm = distributed.clip_grad_norm(model, cfg.grad_clip) if cfg.grad_clip > 0 else float("nan")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             last_loss = distributed.mean(loss_sum, info, device)
@@ -257,11 +240,13 @@ def _train(cfg: TrainConfig, info: distributed.DistInfo, device: torch.device, s
                     metrics.flush()
                 t_log = time.perf_counter()
             if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end:
+                model_sd, optimizer_sd = distributed.full_state(model, optimizer, cfg.parallel, info)
                 if info.is_main:
                     state = {"model": model.config.to_dict(), "train_config": dataclasses.asdict(cfg),
                              "data_position": {"sampler": SAMPLER, "seed": cfg.seed, "next_batch": done,
                                                "tokens_seen": done * tokens_per_step}}
-                    resume.save(out, done, model, optimizer, state, keep=cfg.keep_checkpoints)
+                    resume.save(out, done, resume.model_tensors(model_sd, model.config.tie_embeddings), optimizer_sd,
+                                state, keep=cfg.keep_checkpoints)
                 distributed.barrier(info)
                 t_log = time.perf_counter()
     finally:
@@ -271,10 +256,11 @@ def _train(cfg: TrainConfig, info: distributed.DistInfo, device: torch.device, s
     finished = end == cfg.max_steps
     summary = {"steps": end, "finished": finished, "loss": last_loss, "val_loss": last_val, "out": str(out),
                "parameters": n_params}
+    model_sd = distributed.full_state(model, optimizer, cfg.parallel, info)[0] if finished else {}
     if info.is_main:
         plot_metrics(out)
         if finished:
-            export(model, data, out, cfg)
+            export(model.config, model_sd, data, out, cfg)
             if cfg.name:
                 summary["registered"] = str(register(out, cfg.name))
                 log(f"registered as {cfg.name!r}: luoxia generate --model {cfg.name} ...")
@@ -282,17 +268,18 @@ def _train(cfg: TrainConfig, info: distributed.DistInfo, device: torch.device, s
     return summary
 
 
-def export(model: Transformer, data: TokenData, out: Path, cfg: TrainConfig) -> None:
+def export(config: TransformerConfig, model_state: dict[str, torch.Tensor], data: TokenData, out: Path,
+           cfg: TrainConfig) -> None:
     """The run folder becomes a Hugging Face model folder (and optionally holds model.gguf)."""
     from luoxia.text.formats.hf import save_hf
 
     tokenizer = data.tokenizer()
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_hf(out, model.config, state, tokenizer, name=cfg.name or out.name)
+    state = {k: v.detach().cpu() for k, v in model_state.items()}
+    save_hf(out, config, state, tokenizer, name=cfg.name or out.name)
     if cfg.export_gguf:
         from luoxia.text.formats.gguf import write_gguf
 
-        write_gguf(model.config, state, tokenizer, out / "model.gguf", name=cfg.name or out.name)
+        write_gguf(config, state, tokenizer, out / "model.gguf", name=cfg.name or out.name)
 
 
 def register(run_dir: Path, name: str) -> Path:

@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -70,16 +71,16 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    sd = model.state_dict()
-    if getattr(model.config, "tie_embeddings", False):
-        sd.pop("output.weight", None)
-    return {k: v.detach().contiguous() for k, v in sd.items()}
+def model_tensors(model_state: dict[str, torch.Tensor], tie_embeddings: bool) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint stores: the tied output weight (the embedding's) left out."""
+    return {k: v.detach().contiguous() for k, v in model_state.items()
+            if not (tie_embeddings and k == "output.weight")}
 
 
-def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict,
+def save(run_dir: Path, step: int, model_state: dict[str, torch.Tensor], optimizer_state: dict, state: dict,
          keep: int = 2) -> Path:
-    """Write checkpoint `step`; on any failure (disk full included) nothing partial stays visible."""
+    """Write checkpoint `step` from the model's tensors (`model_tensors`) and the optimizer's
+    `state_dict()`; on any failure (disk full included) nothing partial stays visible."""
     from safetensors.torch import save_file
 
     parent = checkpoints_dir(run_dir)
@@ -92,7 +93,7 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.opti
     except OSError as e:
         raise UserFileError(f"cannot write checkpoint to {parent} ({e.strerror or e}); check the folder") from None
     try:
-        opt = optimizer.state_dict()
+        opt = optimizer_state
         tensors: dict[str, torch.Tensor] = {}
         for index, values in opt["state"].items():
             for key, value in values.items():
@@ -103,7 +104,7 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.opti
         tensors.update(rng_tensors)
         groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in opt["param_groups"]]
         meta = {"version": CHECKPOINT_VERSION, "step": step, "optimizer_groups": groups, "rng": rng_meta, **state}
-        save_file(model_tensors(model), tmp / "model.safetensors")
+        save_file(model_state, tmp / "model.safetensors")
         save_file(tensors, tmp / "state.safetensors")
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
         for f in tmp.iterdir():
@@ -148,31 +149,41 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], 
     return model, state, meta
 
 
-def restore(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Load checkpoint `path` into `model` and `optimizer`, restore RNG states; returns state.json."""
+def restore(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            load_state: Callable[[torch.nn.Module, torch.optim.Optimizer, dict, dict], None] | None = None) -> dict:
+    """Load checkpoint `path` into `model` and `optimizer`, restore RNG states; returns state.json.
+
+    `load_state(model, optimizer, model_state, optimizer_state)` puts the one-process state dicts in
+    place (the default copies them; sharded models bring their own)."""
     model_sd, state, meta = load(path)
-    ours = model_tensors(model)
-    if set(ours) != set(model_sd) or any(ours[k].shape != model_sd[k].shape for k in ours):
+    tied = bool(getattr(model.config, "tie_embeddings", False))
+    ours = {k: v.shape for k, v in model.state_dict().items() if not (tied and k == "output.weight")}
+    if set(ours) != set(model_sd) or any(ours[k] != model_sd[k].shape for k in ours):
         raise InvalidParameterError(
             f"checkpoint {path} holds a model of another shape ({_describe(meta.get('model'))}) than the config "
             f"asks for ({_describe(model.config.to_dict())}); use the same [model] settings or a new `out` folder"
         )
-    with torch.no_grad():
-        for k, v in model.state_dict().items():
-            if k in model_sd:
-                v.copy_(model_sd[k])
-    opt_sd = optimizer.state_dict()
+    if tied:
+        model_sd["output.weight"] = model_sd["tok_embeddings.weight"]
     opt_state: dict[int, dict] = {}
     for key, value in state.items():
         if key.startswith("optimizer."):
             _, index, name = key.split(".", 2)
             opt_state.setdefault(int(index), {})[name] = value
     groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["optimizer_groups"]]
-    if len(groups) != len(opt_sd["param_groups"]):
+    if len(groups) != len(optimizer.param_groups):
         raise InvalidParameterError(f"checkpoint {path} has another optimizer layout; start a new `out` folder")
-    optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+    (load_state or _load_state)(model, optimizer, model_sd, {"state": opt_state, "param_groups": groups})
     set_rng_state(state, meta["rng"])
     return meta
+
+
+def _load_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, model_state: dict,
+                optimizer_state: dict) -> None:
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            v.copy_(model_state[k])
+    optimizer.load_state_dict(optimizer_state)
 
 
 def _describe(cfg: dict | None) -> str:
