@@ -57,3 +57,10 @@ def test_shipped_feature_net_tells_shapes_from_digits():
     near, far = fid(s1, s2), fid(s1, digits)
     assert near * 20 < far
     assert kid(s1, s2)[0] * 20 < kid(s1, digits)[0]
+    # and it sees the usual failures of generators: noise and blur
+    from PIL import Image, ImageFilter
+
+    images = shapes_dataset(300, seed=12).images
+    noisy = np.clip(images + np.random.default_rng(0).normal(0, 15, images.shape), 0, 255).astype(np.uint8)
+    blurred = np.stack([np.asarray(Image.fromarray(i).filter(ImageFilter.GaussianBlur(1.0))) for i in images])
+    assert fid(s1, net.features(noisy)) > 10 * near and fid(s1, net.features(blurred)) > 10 * near
