@@ -102,12 +102,12 @@ class Diffusion(Method):
 
     def preview(self, gen: torch.Generator) -> tuple[np.ndarray, list[str]]:
         from luoxia.image.diffusion import sample
-        from luoxia.image.schedulers import DDIMScheduler
+        from luoxia.image.schedulers import make_sampler
 
         cond = self.conditioner.preview(PREVIEW)
         null = self.conditioner.null(PREVIEW)
         shape = (PREVIEW, self.data.channels, self.data.size, self.data.size)
-        x = sample(self.ema, DDIMScheduler(self.schedule), shape, cond, null,
+        x = sample(self.ema, make_sampler("ddim", self.schedule), shape, cond, null,
                    guidance=3.0 if null is not None else 1.0, steps=25, generator=gen)
         return to_uint8(x), self.preview_prompts()
 

@@ -263,10 +263,9 @@ class ImageModel:
 
     def _diffuse(self, prompt, label, b, steps, guidance, generator, sampler, eta, init_t, strength, mask_t,
                  resample, progress) -> torch.Tensor:
-        from luoxia.image.schedulers import DDIMScheduler, DDPMScheduler, ScheduleConfig
+        from luoxia.image.schedulers import ScheduleConfig, make_sampler
 
-        schedule = ScheduleConfig(**self.config["schedule"])
-        scheduler = DDIMScheduler(schedule, eta=eta) if sampler == "ddim" else DDPMScheduler(schedule)
+        scheduler = make_sampler(sampler, ScheduleConfig(**self.config["schedule"]), eta)
         cond, null = self.condition(prompt, label, b)
         init = init_t.expand(b, -1, -1, -1) if init_t is not None else None
         mask = mask_t.expand(b, -1, -1, -1) if mask_t is not None else None
