@@ -30,6 +30,7 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,12 +51,15 @@ def free_port() -> int:
 
 
 def start(command: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+    """Start a server process (its log goes to a file: a full stderr pipe would block it) and wait until
+    it answers."""
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - open for the life of the server
+    proc = subprocess.Popen(command, stdout=log, stderr=log, text=True, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 300
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"server exited: {log.read()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
                 return proc
@@ -75,7 +79,14 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def chat_stream(base: str, prompt: str, max_tokens: int, model: str, drop_after_first: bool = False) -> dict:
-    """One streamed chat request: latency, time to first content, completion tokens."""
+    """One streamed chat request: latency, time to first content, completion tokens (or the error)."""
+    try:
+        return _chat_stream(base, prompt, max_tokens, model, drop_after_first)
+    except httpx.HTTPError as e:
+        return {"ok": False, "status": None, "error": f"{type(e).__name__}: {e}"[:200]}
+
+
+def _chat_stream(base: str, prompt: str, max_tokens: int, model: str, drop_after_first: bool) -> dict:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "temperature": 0.8, "stream": True, "stream_options": {"include_usage": True}}
     t0 = time.perf_counter()
@@ -214,6 +225,7 @@ def main() -> int:
     finally:
         stop(ours)
 
+    report_ours(report, rows, levels, args)
     if args.llamacpp_python:
         from luoxia.core.registry import resolve
 
@@ -231,18 +243,23 @@ def main() -> int:
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
         finally:
             stop(llama)
+        print("\n" + table(rows))
+        for c in levels:
+            ratio = report["scaling"]["luoxia"][c]["tokens_per_s"] / max(
+                report["scaling"]["llama.cpp"][c]["tokens_per_s"], 1e-9)
+            print(f"luoxia / llama.cpp tokens/s at {c} clients: {ratio:.2f}x")
+        RESULTS.write_text(json.dumps(report, indent=2, default=str))
+    return 0 if not report["load"] or (report["load"]["errors"] == 0 and report["load"]["healthy_after"]) else 1
 
+
+def report_ours(report: dict, rows: list, levels: list[int], args: argparse.Namespace) -> None:
     print(f"\nMachine: {report['machine']}; {args.max_tokens} new tokens per request, {args.requests} requests "
           "per client\n")
     print(table(rows))
-    ours_rate = report["scaling"]["luoxia"]
+    ours = report["scaling"]["luoxia"]
     if len(levels) > 1:
         print(f"\nluoxia tokens/s at {levels[-1]} clients vs 1: "
-              f"{ours_rate[levels[-1]]['tokens_per_s'] / ours_rate[levels[0]]['tokens_per_s']:.2f}x")
-    if "llama.cpp" in report["scaling"]:
-        for c in levels:
-            ratio = ours_rate[c]["tokens_per_s"] / report["scaling"]["llama.cpp"][c]["tokens_per_s"]
-            print(f"luoxia / llama.cpp tokens/s at {c} clients: {ratio:.2f}x")
+              f"{ours[levels[-1]]['tokens_per_s'] / ours[levels[0]]['tokens_per_s']:.2f}x")
     if report["load"]:
         s = report["load"]
         print(f"\nLoad: {args.clients} streaming clients for {args.duration:.0f} s: {s['requests']} requests, "
@@ -251,8 +268,7 @@ def main() -> int:
         print(f"Faults: {s['faults']}; healthy after: {s['healthy_after']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2, default=str))
-    print(f"\nwrote {RESULTS}")
-    return 0 if not report["load"] or (report["load"]["errors"] == 0 and report["load"]["healthy_after"]) else 1
+    print(f"\nwrote {RESULTS}", flush=True)
 
 
 if __name__ == "__main__":
