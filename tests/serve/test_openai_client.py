@@ -158,3 +158,9 @@ def test_the_embedded_model_answers_through_the_api():
         assert reply.choices[0].model_extra["provenance"]["model_sha256"] == text.sha256
     finally:
         running.stop()
+
+
+def test_more_rows_than_a_batch_is_400(client, server):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=server.text.name, prompt=["a"] * 9, n=2, max_tokens=2)
+    assert e.value.body["param"] == "prompt" and "at once" in e.value.body["message"]

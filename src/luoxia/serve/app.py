@@ -123,6 +123,9 @@ def create_app(config: ServeConfig, text: TextModel, images: ImageBackend | None
         return new
 
     async def prepare(prompts: list, req: schemas.Decoding, new_tokens: int, chat: bool) -> list[PreparedPrompt]:
+        if len(prompts) * req.n > config.max_batch:
+            raise bad_request(f"{len(prompts)} prompts x n {req.n} is more than this server decodes at once "
+                              f"({config.max_batch}); send fewer per request", param="prompt")
         params = req.generation_params(new_tokens)
 
         def work() -> list[PreparedPrompt]:
