@@ -6,7 +6,7 @@
 
 What it runs (each resumable: run it again after an interruption and it continues):
     shapes    `luoxia train image --model ddpm --data shapes --preset shapes --steps 5000 ...` → runs/shapes-ddpm,
-              EMA weights in float16 → src/luoxia/image/weights/shapes/
+              EMA weights in int8 (per output channel; float16 biases and norms) → src/luoxia/image/weights/shapes/
     digits    the same on scikit-learn's digits (class-conditional) → src/luoxia/image/weights/digits/
     features  the 256-d feature network for FID/KID → src/luoxia/eval/weights/image_features/
     compare   the VAE and GAN baselines on both data sets (runs/*-vae, runs/*-gan; not shipped), for
@@ -52,7 +52,7 @@ def train_run(name: str, runs_dir: Path, threads: int) -> Path:
 
 
 def ship(run: Path, name: str) -> Path:
-    """The run's EMA weights as float16 + its config.json → src/luoxia/image/weights/<name>/."""
+    """The run's EMA weights (int8 per output channel, float16 elsewhere) + config.json → src/luoxia/image/weights/."""
     import torch
 
     from luoxia.image.formats import load_model, save_model
@@ -61,7 +61,7 @@ def ship(run: Path, name: str) -> Path:
     target = ROOT / "src" / "luoxia" / "image" / "weights" / name
     config = {k: v for k, v in config.items() if k not in ("format", "version", "dtype")}
     config["training"]["retrain"] = f"scripts/train_image_defaults.py --only {name}"
-    save_model(target, net, config, dtype=torch.float16)
+    save_model(target, net, config, dtype=torch.int8)
     size = (target / "model.safetensors").stat().st_size
     print(f"shipped {run} as {target} ({size / 2**20:.1f} MiB)")
     return target

@@ -16,8 +16,8 @@ def test_shipped_weights_are_small_safetensors():
     for name in ("shapes", "digits"):
         config = json.loads((WEIGHTS / name / "config.json").read_text())
         size = (WEIGHTS / name / "model.safetensors").stat().st_size
-        assert config["format"] == "luoxia-image-model" and config["dtype"] == "float16"
-        assert size < 20 * 2**20, (name, size)
+        assert config["format"] == "luoxia-image-model" and config["dtype"] == "int8"
+        assert size < 8 * 2**20, (name, size)
 
 
 def test_luoxia_image_default_model_writes_a_labelled_png(capsys, tmp_path):

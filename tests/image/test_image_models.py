@@ -99,3 +99,25 @@ def test_training_resumes_bit_exactly(tmp_path, model):
         assert (tmp_path / "b" / f).is_file(), f
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_int8_model_folder_round_trip(tmp_path):
+    from luoxia.image.formats import load_model, save_model
+
+    torch.manual_seed(0)
+    cfg = UNetConfig(**{**PRESETS["tiny"], "cond": "class"})
+    net = UNet(cfg)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, 0, 0.1)
+    meta = {"kind": "ddpm", "network": cfg.to_dict(), "cond": "class", "image_size": 32, "channels": 3}
+    save_model(tmp_path / "q", net, meta, dtype=torch.int8)
+    save_model(tmp_path / "f", net, meta)
+    size = lambda d: (tmp_path / d / "model.safetensors").stat().st_size
+    assert size("q") < 0.35 * size("f")
+    back, config = load_model(tmp_path / "q")
+    assert config["dtype"] == "int8"
+    for (k, a), b in zip(net.state_dict().items(), back.state_dict().values()):
+        bound = a.abs().reshape(a.shape[0], -1).amax(1).max() / 254 + 1e-3 if a.ndim >= 2 else 1e-3
+        assert (a - b).abs().max() <= bound, k
+    x, t, labels = torch.randn(2, 3, 32, 32), torch.tensor([5, 500]), torch.tensor([1, 2])
+    torch.testing.assert_close(back(x, t, labels=labels), net(x, t, labels=labels), rtol=0.05, atol=0.05)

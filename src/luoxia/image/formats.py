@@ -5,8 +5,10 @@
      "cond": "text" | "class" | "none", "class_names": [...], "image_size": 32, "channels": 3,
      "data": "shapes", "training": {...how it was trained...}}
 
-Tensors are stored as float16 or float32 and loaded as float32. Loading builds the network from
-`network` on the meta device, then assigns the tensors (no double initialisation).
+Tensors are stored as float32, float16, or int8 (weight matrices and kernels of more than 1,024
+values, symmetric per output channel, with a float16 scale tensor `NAME.scale_int8`; the rest
+float16), and loaded as float32. Loading builds the network from `network` on the meta device,
+then assigns the tensors (no double initialisation).
 """
 
 from __future__ import annotations
@@ -22,6 +24,27 @@ from luoxia.core.errors import CorruptFileError, ModelNotFoundError
 FORMAT = "luoxia-image-model"
 VERSION = 1
 KINDS = ("ddpm", "vae", "gan")
+SCALE = ".scale_int8"
+
+
+def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel (dim 0): w ≈ q · scale[:, None, ...]."""
+    flat = w.float().reshape(w.shape[0], -1)
+    scale = (flat.abs().amax(dim=1) / 127).clamp(min=1e-12)
+    q = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(w.shape)
+    return q.contiguous(), scale.to(torch.float16)
+
+
+def dequantize(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in tensors.items():
+        if k.endswith(SCALE):
+            continue
+        if v.dtype == torch.int8 and k + SCALE in tensors:
+            scale = tensors[k + SCALE].float()
+            v = v.float() * scale.view(-1, *([1] * (v.ndim - 1)))
+        out[k] = v.float() if v.is_floating_point() else v
+    return out
 
 
 def build_network(kind: str, network: dict) -> torch.nn.Module:
@@ -46,8 +69,16 @@ def save_model(folder: Path, net: torch.nn.Module, config: dict, dtype: torch.dt
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().to(dtype if v.is_floating_point() else v.dtype).contiguous()
-               for k, v in net.state_dict().items()}
+    tensors = {}
+    for k, v in net.state_dict().items():
+        v = v.detach().cpu()
+        if dtype == torch.int8 and v.is_floating_point() and v.ndim >= 2 and v.numel() > 1024:
+            q, scale = quantize_int8(v)
+            tensors[k], tensors[k + SCALE] = q, scale
+        elif v.is_floating_point():
+            tensors[k] = v.to(torch.float16 if dtype == torch.int8 else dtype).contiguous()
+        else:
+            tensors[k] = v.contiguous()
     with atomic.atomic_path(folder / "model.safetensors") as tmp:
         save_file(tensors, tmp, metadata={"format": FORMAT})
     config = {"format": FORMAT, "version": VERSION, **config, "dtype": str(dtype).removeprefix("torch.")}
@@ -85,7 +116,7 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict]:
         tensors = load_file(Path(folder) / "model.safetensors")
     except (OSError, SafetensorError) as e:
         raise CorruptFileError(f"{folder}/model.safetensors cannot be read ({e}); retrain or restore it") from None
-    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    tensors = dequantize(tensors)
     try:
         net.load_state_dict(tensors, assign=True)
     except RuntimeError as e:
