@@ -145,6 +145,13 @@ def create_app(config: ServeConfig, text: TextModel, images: ImageBackend | None
             raise ApiError(429, f"the server is busy ({e}); retry shortly", type="rate_limit_error",
                            code="queue_full") from None
 
+    async def answer(rows: list[PreparedPrompt], reply: Reply):
+        """Queue the rows; stream the reply as server-sent events, or wait for it whole."""
+        job = submit(rows)
+        if reply.req.stream:
+            return sse(reply.stream(job.results()))
+        return await reply.whole(job.results())
+
     # --- routes ----------------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse)
@@ -169,11 +176,7 @@ def create_app(config: ServeConfig, text: TextModel, images: ImageBackend | None
         req = schemas.parse(schemas.CompletionRequest, await read_json(request))
         new_tokens = check_decoding(req)
         rows = await prepare(req.prompt, req, new_tokens, chat=False)
-        reply = Reply("cmpl", "text_completion", text.name, req, chat=False)
-        job = submit(rows)
-        if req.stream:
-            return sse(reply.stream(job.results()))
-        return await reply.whole(job.results())
+        return await answer(rows, Reply("cmpl", "text_completion", text.name, req, chat=False))
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -188,11 +191,7 @@ def create_app(config: ServeConfig, text: TextModel, images: ImageBackend | None
         except ValueError as e:
             raise bad_request(str(e), param="messages") from None
         rows = await prepare([messages], req, new_tokens, chat=True)
-        reply = Reply("chatcmpl", "chat.completion", text.name, req, chat=True)
-        job = submit(rows)
-        if req.stream:
-            return sse(reply.stream(job.results()))
-        return await reply.whole(job.results())
+        return await answer(rows, Reply("chatcmpl", "chat.completion", text.name, req, chat=True))
 
     @app.post("/v1/images/generations")
     async def image_generations(request: Request):
