@@ -11,33 +11,20 @@ and trains with the hinge loss; "gp" trains the WGAN loss with a gradient penalt
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from luoxia.image.vae import CondEmbedding
+from luoxia.image.vae import CondEmbedding, VAEConfig
 
 
 @dataclasses.dataclass
-class GANConfig:
-    image_size: int = 32
-    in_channels: int = 3
+class GANConfig(VAEConfig):
+    """The VAE's fields (image size, channels, latent, condition) plus the discriminator's regulariser."""
+
     channels: int = 64
-    latent_dim: int = 64
-    cond: str = "none"  # none | class | text
-    num_classes: int = 10
-    cond_dim: int = 64
-    context_dim: int = 384
     reg: str = "sn"  # sn | gp
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @property
-    def levels(self) -> int:
-        return int(math.log2(self.image_size // 4))
 
 
 PRESETS = {"tiny": dict(channels=8, latent_dim=8), "small": dict(channels=32, latent_dim=64),

@@ -33,6 +33,28 @@ class Method:
             self.text = TextEncoder()
         self.conditioner = Conditioner(cond, data, self.num_classes, self.text)
 
+    def network_config(self, config_cls, presets: dict, **extra):
+        """`config_cls` from the preset, overridden by `--network` keys, fitted to the data."""
+        if self.cfg.preset not in presets:
+            raise_preset(self.cfg.preset, presets)
+        return config_cls(**{**presets[self.cfg.preset], **self.cfg.network, "image_size": self.data.size,
+                             "in_channels": self.data.channels, "cond": self.cond,
+                             "num_classes": max(1, self.num_classes), **extra})
+
+    def update(self, loss: torch.Tensor, name: str = "net", clip: bool = True) -> None:
+        """One optimizer step of `self.optimizers[name]` on `loss`, clipping the net's gradients if asked."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip and self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
+        opt.step()
+
+    def sample_preview(self, gen: torch.Generator) -> tuple[np.ndarray, list[str]]:
+        """A preview grid from a VAE or GAN's EMA generator."""
+        x = self.ema.sample(PREVIEW, generator=gen, **_cond_inputs(self.conditioner.preview(PREVIEW)))
+        return to_uint8(x), self.preview_prompts()
+
     def prepare(self, out: Path, log) -> None:
         """Encode every caption once (cached in the run folder), so steps never wait for MiniLM."""
         if self.text is None:
@@ -73,11 +95,7 @@ class Diffusion(Method):
         from luoxia.image.unet import PRESETS, UNet, UNetConfig
 
         super().__init__(cfg, data, cond)
-        if cfg.preset not in PRESETS:
-            raise_preset(cfg.preset, PRESETS)
-        self.net_config = UNetConfig(**{**PRESETS[cfg.preset], **cfg.network, "image_size": data.size,
-                                        "in_channels": data.channels, "cond": cond,
-                                        "num_classes": max(1, self.num_classes)})
+        self.net_config = self.network_config(UNetConfig, PRESETS)
         self.net = UNet(self.net_config)
         self.ema = clone_frozen(self.net)
         self.modules = {"net": self.net, "ema": self.ema}
@@ -92,12 +110,7 @@ class Diffusion(Method):
 
         cond = self.conditioner.batch(idx, rng, self.cfg.p_uncond)
         loss = training_loss(self.net, self.scheduler, x, cond, gen)
-        opt = self.optimizers["net"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
-        opt.step()
+        self.update(loss)
         return {"loss": loss.item()}
 
     def preview(self, gen: torch.Generator) -> tuple[np.ndarray, list[str]]:
@@ -130,11 +143,7 @@ class VAEMethod(Method):
         from luoxia.image.vae import PRESETS, VAE, VAEConfig
 
         super().__init__(cfg, data, cond)
-        if cfg.preset not in PRESETS:
-            raise_preset(cfg.preset, PRESETS)
-        self.net_config = VAEConfig(**{**PRESETS[cfg.preset], **cfg.network, "image_size": data.size,
-                                       "in_channels": data.channels, "cond": cond,
-                                       "num_classes": max(1, self.num_classes)})
+        self.net_config = self.network_config(VAEConfig, PRESETS)
         self.net = VAE(self.net_config)
         self.ema = clone_frozen(self.net)
         self.modules = {"net": self.net, "ema": self.ema}
@@ -144,17 +153,11 @@ class VAEMethod(Method):
         cond = self.conditioner.batch(idx, rng, 0.0)
         recon, mu, logvar = self.net(x, generator=gen, **_cond_inputs(cond))
         loss, rec, kl = self.net.loss(x, recon, mu, logvar, self.cfg.kl_weight)
-        opt = self.optimizers["net"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
-        opt.step()
+        self.update(loss)
         return {"loss": loss.item(), "recon": rec.item(), "kl": kl.item()}
 
     def preview(self, gen):
-        x = self.ema.sample(PREVIEW, generator=gen, **_cond_inputs(self.conditioner.preview(PREVIEW)))
-        return to_uint8(x), self.preview_prompts()
+        return self.sample_preview(gen)
 
     def export(self, out: Path, extra: dict) -> None:
         save_model(out, self.ema, {"kind": "vae", "network": self.net_config.to_dict(), **self.meta(), **extra})
@@ -169,11 +172,7 @@ class GANMethod(Method):
         from luoxia.image.gan import PRESETS, Discriminator, GANConfig, Generator
 
         super().__init__(cfg, data, cond)
-        if cfg.preset not in PRESETS:
-            raise_preset(cfg.preset, PRESETS)
-        self.net_config = GANConfig(**{**PRESETS[cfg.preset], **cfg.network, "image_size": data.size,
-                                       "in_channels": data.channels, "cond": cond, "reg": cfg.gan_reg,
-                                       "num_classes": max(1, self.num_classes)})
+        self.net_config = self.network_config(GANConfig, PRESETS, reg=cfg.gan_reg)
         self.net = Generator(self.net_config)
         self.disc = Discriminator(self.net_config)
         self.ema = clone_frozen(self.net)
@@ -194,18 +193,13 @@ class GANMethod(Method):
         else:
             d_loss = d_fake.mean() - d_real.mean() + 10.0 * gradient_penalty(self.disc, x, fake.detach(),
                                                                               generator=gen, **kw)
-        self.optimizers["disc"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["disc"].step()
+        self.update(d_loss, "disc", clip=False)
         g_loss = -self.disc(fake, **kw).mean()
-        self.optimizers["net"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["net"].step()
+        self.update(g_loss, clip=False)
         return {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
 
     def preview(self, gen):
-        x = self.ema.sample(PREVIEW, generator=gen, **_cond_inputs(self.conditioner.preview(PREVIEW)))
-        return to_uint8(x), self.preview_prompts()
+        return self.sample_preview(gen)
 
     def export(self, out: Path, extra: dict) -> None:
         save_model(out, self.ema, {"kind": "gan", "network": self.net_config.to_dict(), **self.meta(), **extra})
