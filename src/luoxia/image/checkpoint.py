@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 
 from luoxia.core.atomic import atomic_dir
-from luoxia.core.errors import CorruptFileError, InvalidParameterError, UserFileError
-from luoxia.train.resume import PREFIX, list_checkpoints, rng_state, set_rng_state
-
-VERSION = 1
+from luoxia.core.errors import InvalidParameterError, UserFileError
+from luoxia.train.resume import CHECKPOINT_VERSION as VERSION
+from luoxia.train.resume import PREFIX, list_checkpoints, load, rng_state, set_rng_state
 
 
 def save(run_dir: Path, step: int, modules: dict[str, torch.nn.Module],
@@ -63,19 +62,7 @@ def save(run_dir: Path, step: int, modules: dict[str, torch.nn.Module],
 
 def restore(path: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> dict:
     """Load checkpoint `path` into the modules and optimizers, restore RNG states; returns state.json."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        meta = json.loads((path / "state.json").read_text())
-        weights = load_file(path / "model.safetensors")
-        state = load_file(path / "state.safetensors")
-    except (OSError, ValueError, SafetensorError) as e:
-        raise CorruptFileError(f"checkpoint {path} cannot be read ({e}); delete it to resume from an earlier one") \
-            from None
-    if meta.get("version") != VERSION:
-        raise CorruptFileError(f"checkpoint {path} has version {meta.get('version')!r}, this luoxia reads {VERSION}; "
-                               "start a new run")
+    weights, state, meta = load(path)
     for role, m in modules.items():
         own = m.state_dict()
         theirs = {k[len(role) + 1:]: v for k, v in weights.items() if k.startswith(role + ".")}
