@@ -12,6 +12,7 @@ One module per file family; each has `write(path, content, provenance, options)`
 | .mp3 | ID3 TXXX:AIGC (provenance in TXXX:luoxia_provenance) | Morse "AI" cue |
 | .mid | meta text event {"AIGC": ...} in track 0 (provenance in a second one) | none (no visible form) |
 | .mp4 | metadata key AIGC (-movflags use_metadata_tags) | corner text on the first 2 s |
+| .gif / .webp (video) | GIF comment `AIGC=...`; animated WebP XMP TC260:AIGC | corner text on the first 2 s |
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ FORMATS = {
     "image": {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"},
     "audio": {".wav": "wav", ".mp3": "mp3"},
     "midi": {".mid": "midi", ".midi": "midi"},
-    "video": {".mp4": "mp4"},
+    "video": {".mp4": "mp4", ".gif": "gif", ".webp": "webp_anim"},
 }
 
 
@@ -77,7 +78,7 @@ def _module(fmt: str):
     from luoxia.safety.labels import audio, image, midi, text, video
 
     return {"text": text, "markdown": text, "png": image, "jpeg": image, "webp": image, "wav": audio,
-            "mp3": audio, "midi": midi, "mp4": video}[fmt]
+            "mp3": audio, "midi": midi, "mp4": video, "gif": video, "webp_anim": video}[fmt]
 
 
 def write(kind: str, path: Path, content: object, provenance, options: LabelOptions | None = None) -> Path:
@@ -91,13 +92,15 @@ def write(kind: str, path: Path, content: object, provenance, options: LabelOpti
 def sniff(path: Path) -> str:
     """The format of a file, from its first bytes (then its extension, for text)."""
     with open(path, "rb") as f:
-        head = f.read(16)
+        head = f.read(32)
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":  # VP8X flag 0x02: an animation (a video artifact)
+        return "webp_anim" if head[12:16] == b"VP8X" and len(head) > 20 and head[20] & 0x02 else "webp"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "wav"
     if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):

@@ -1,5 +1,10 @@
 """Video labels: the corner text on the opening frames (at least 2 s), and an MP4 metadata key `AIGC`.
 
+Animated GIF and WebP (`write_animation`, `read_animation`) carry the same visible label and the
+implicit one where those formats keep text: GIF in a comment extension (`AIGC=<label>` and
+`luoxia_provenance=<json>` lines), WebP in its `XMP ` chunk (TC260:AIGC, as for still images).
+WebP frames are lossless; the signature covers the decoded RGB frames of the file.
+
 Frames are encoded with the ffmpeg of imageio-ffmpeg (H.264, yuv420p). ffmpeg keeps a custom MP4
 key only with `-movflags use_metadata_tags` (without it the key is silently dropped), so the file
 is muxed twice: once plain, to hash the encoded packets (ffmpeg's `hash` muxer over a stream
@@ -60,6 +65,8 @@ def labelled_frames(frames: np.ndarray, fps: float, options: LabelOptions) -> np
 
 
 def write(path: Path, fmt: str, content: object, provenance, options: LabelOptions) -> None:
+    if fmt in ANIMATIONS:
+        return write_animation(path, fmt, content, provenance, options)
     frames, fps = as_video(content)
     if options.visible:
         frames = labelled_frames(frames, fps, options)
@@ -119,6 +126,8 @@ def first_frame(path: Path):
 
 
 def read(path: Path, fmt: str) -> Found:
+    if fmt in ANIMATIONS:
+        return read_animation(path, fmt)
     found = Found("mp4", None, 0, None, packet_sha256(path), None)
     meta = metadata(path)
     labels = [v for k, values in meta.items() if k.lower() == "aigc" for v in values]
@@ -129,4 +138,92 @@ def read(path: Path, fmt: str) -> Found:
     record = (found.provenance or {}).get("labels", {})
     if record.get("visible"):
         found.visible = image_label_present(first_frame(path), record)
+    return found
+
+
+ANIMATIONS = ("gif", "webp_anim")
+
+
+def frames_sha256(frames: np.ndarray) -> str:
+    t, h, w, _ = frames.shape
+    return aigc.sha256(f"rgb:{t}x{h}x{w}:".encode() + np.ascontiguousarray(frames).tobytes())
+
+
+def _encode_animation(frames: np.ndarray, fps: float, fmt: str, text: str | None) -> bytes:
+    import io
+
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    buffer = io.BytesIO()
+    duration = max(10, round(1000 / fps))
+    if fmt == "gif":
+        extra = {"comment": text.encode()} if text is not None else {}
+        images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=duration, loop=0, **extra)
+    else:
+        extra = {"xmp": text.encode()} if text is not None else {}
+        images[0].save(buffer, "WEBP", save_all=True, append_images=images[1:], duration=duration, loop=0,
+                       lossless=True, quality=100, method=4, **extra)
+    return buffer.getvalue()
+
+
+def decode_animation(data: bytes) -> tuple[np.ndarray, dict]:
+    """(RGB frames (T, H, W, 3), the first frame's info) of a GIF or WebP file's bytes."""
+    import io
+
+    from PIL import Image, ImageSequence
+
+    with Image.open(io.BytesIO(data)) as im:
+        info = dict(im.info)
+        frames = np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
+    return frames, info
+
+
+def write_animation(path: Path, fmt: str, content: object, provenance, options: LabelOptions) -> None:
+    from luoxia.safety.labels.image import xmp_packet
+
+    frames, fps = as_video(content)
+    if options.visible:
+        frames = labelled_frames(frames, fps, options)
+    decoded, _ = decode_animation(_encode_animation(frames, fps, fmt, None))
+    payload = frames_sha256(decoded)
+    provenance = dataclasses.replace(provenance, content_sha256=payload, labels=options.record("video"))
+    record = provenance.to_dict()
+    label = aigc.make_label(payload, provenance.produce_id, record, options.producer)
+    text = (f"AIGC={aigc.dumps(label)}\nluoxia_provenance={json.dumps(record, ensure_ascii=True)}" if fmt == "gif"
+            else xmp_packet(label, record))
+    data = _encode_animation(frames, fps, fmt, text)
+    if frames_sha256(decode_animation(data)[0]) != payload:
+        raise CorruptFileError(f"the {fmt.upper()} encoder changed the frames when the label was added; use .mp4")
+    atomic.write_bytes(path, data)
+
+
+def read_animation(path: Path, fmt: str) -> Found:
+    from luoxia.safety.labels.image import read_xmp, xmp_value
+
+    data = path.read_bytes()
+    try:
+        frames, info = decode_animation(data)
+    except Exception as e:  # Pillow raises many types for broken files
+        raise CorruptFileError(f"{path} is not a readable {fmt.split('_')[0].upper()} animation ({e})") from None
+    found = Found(fmt, None, 0, None, frames_sha256(frames), None)
+    if fmt == "gif":
+        comment = info.get("comment", b"")
+        lines = (comment.decode("utf-8", errors="replace") if isinstance(comment, bytes) else str(comment)).split("\n")
+        labels = [ln[len("AIGC="):] for ln in lines if ln.startswith("AIGC=")]
+        provenance = [ln[len("luoxia_provenance="):] for ln in lines if ln.startswith("luoxia_provenance=")]
+        where = "GIF comment AIGC"
+    else:
+        xmp = read_xmp(info) or ""
+        labels, provenance = xmp_value(xmp, "TC260", "AIGC"), xmp_value(xmp, "luoxia", "Provenance")
+        where = "XMP TC260:AIGC"
+    found.copies = len(labels)
+    if provenance:
+        found.provenance = json.loads(provenance[0])
+    found.take_label(labels, where, f"no {where} label")
+    record = (found.provenance or {}).get("labels", {})
+    if record.get("visible"):
+        from PIL import Image
+
+        found.visible = image_label_present(Image.fromarray(frames[0]), record)
     return found
