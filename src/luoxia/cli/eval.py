@@ -65,6 +65,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     i.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="report folder")
     i.set_defaults(run=lambda a: eval_image(model=a.model, data=a.data, n=a.num_images, steps=a.steps,
                                             guidance=a.guidance, seed=a.seed, output=a.output))
+    from luoxia.cli.video import register_eval
+
+    register_eval(sub)
 
     d = sub.add_parser("decoding", help="Holtzman et al. 2020 Table 1 with the embedded model and fortunes",
                        description="Generate continuations of fortunes with greedy, beam, pure sampling, "

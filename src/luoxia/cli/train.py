@@ -22,8 +22,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     t.add_argument("--no-resume", action="store_true", help="start over even if `out` has checkpoints")
     t.set_defaults(run=train_text)
     from luoxia.cli.image import register_train
+    from luoxia.cli.video import register_train as register_train_video
 
     register_train(sub)
+    register_train_video(sub)
 
 
 def train_text(args: argparse.Namespace) -> int:
