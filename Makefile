@@ -26,6 +26,9 @@ $(VENV)/.setup-test: $(VENV)/.setup
 	[ -f /usr/share/games/fortunes/fortunes ] || (apt-get update -qq && apt-get install -y -qq fortunes)
 	# Debian's Chromium: the browser the serving tests drive with Playwright (never a downloaded one).
 	[ -x /usr/bin/chromium ] || (apt-get update -qq && apt-get install -y -qq chromium)
+	# Debian's FluidSynth and General MIDI SoundFont: `luoxia music` renders WAV with them (NumPy otherwise).
+	[ -x /usr/bin/fluidsynth ] && [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || \
+		(apt-get update -qq && apt-get install -y -qq fluidsynth fluid-soundfont-gm)
 	touch $@
 
 setup: $(VENV)/.setup

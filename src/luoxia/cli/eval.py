@@ -68,6 +68,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     from luoxia.cli.video import register_eval
 
     register_eval(sub)
+    from luoxia.cli.music import register_eval as register_music_eval
+
+    register_music_eval(sub)
 
     d = sub.add_parser("decoding", help="Holtzman et al. 2020 Table 1 with the embedded model and fortunes",
                        description="Generate continuations of fortunes with greedy, beam, pure sampling, "

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 import luoxia
-from luoxia.cli import data, error_line, generate, image, models, safety, serve, train, video
+from luoxia.cli import data, error_line, generate, image, models, music, safety, serve, train, video
 from luoxia.cli import eval as evaluate  # not `eval`: keep the builtin visible
 from luoxia.core.errors import LuoxiaError
 
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     generate.register(commands)
     image.register(commands)
+    music.register(commands)
     video.register(commands)  # luoxia video and luoxia video-edit
     models.register(commands)
     data.register(commands)

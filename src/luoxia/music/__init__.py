@@ -1,0 +1,1 @@
+"""Music: symbolic (MIDI) composition with the shared transformer."""
