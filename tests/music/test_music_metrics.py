@@ -38,6 +38,8 @@ def test_empty_beat_rate():
     piece = Piece([Note(0, 0, 60, 4), Note(12, 0, 62, 4)])
     assert M.empty_beat_rate(piece) == 0.5
     assert M.empty_beat_rate(scale([60, 62, 64, 65])) == 0
+    pickup = Piece([Note(12, 0, 60, 4), Note(16, 0, 62, 4), Note(24, 0, 64, 4)])  # starts on beat 4
+    assert M.empty_beat_rate(pickup) == 0.25  # beats 4..7 counted; beat 6 is empty
 
 
 def test_groove_consistency():

@@ -108,7 +108,7 @@ def music(args: argparse.Namespace) -> int:
                                  time_signature=time_signature, tempo=args.tempo, params=params, seed=args.seed + i)
                   for i in range(args.num_pieces)]
     seconds = time.perf_counter() - t0
-    files, provs = [], []
+    files, provs, written = [], [], []
     for i, piece in enumerate(pieces):
         if mode == "transform" and key is not None:
             from luoxia.music.keys import shift_to
@@ -127,12 +127,13 @@ def music(args: argparse.Namespace) -> int:
         )
         files.append([str(p) for p in save_piece(piece, out, prov, audio=args.audio)])
         provs.append(prov)
+        written.append(piece)
     if args.json:
         print(json.dumps({"files": files, "provenance": [p.to_dict() for p in provs]}, ensure_ascii=False))
     else:
         for group in files:
             print(" ".join(group))
-    for piece in pieces[:1]:
+    for piece in written[:1]:
         print(f"{TEXT_NOTICE} {len(pieces)} piece(s), {mode} | {model_name} | {piece.n_bars} bars, "
               f"{len(piece.notes)} notes, {estimate_key(piece)} | seed {args.seed} | {seconds:.1f} s",
               file=sys.stderr)

@@ -6,7 +6,7 @@ Each metric takes a `Piece` (16th-note grid, voices 0..3 = soprano..bass):
     scale_consistency     largest share of notes inside one major or natural-minor scale; 0..1
     pitch_range           highest minus lowest pitch, in semitones
     polyphony             mean number of sounding pitches over the 16ths where any sounds
-    empty_beat_rate       share of quarter-note beats in which nothing sounds
+    empty_beat_rate       share of quarter-note beats (from the first note's) in which nothing sounds
     groove_consistency    1 - mean Hamming distance of consecutive bars' onset patterns / bar length
     voice_range           share of notes inside their voice's usual range (VOICE_RANGES)
 
@@ -70,7 +70,11 @@ def polyphony(piece: Piece) -> float:
 
 
 def empty_beat_rate(piece: Piece) -> float:
-    active = _sounding(piece).any(axis=0)
+    """Counted from the first note's beat, so a pickup's alignment to the bar adds no empty beats."""
+    if not piece.notes:
+        return math.nan
+    first = min(n.start for n in piece.notes) // TICKS_PER_QUARTER * TICKS_PER_QUARTER
+    active = _sounding(piece).any(axis=0)[first:]
     n_beats = -(-len(active) // TICKS_PER_QUARTER)
     if not n_beats:
         return math.nan
