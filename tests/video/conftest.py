@@ -27,6 +27,13 @@ def tiny_video_model(tmp_path_factory) -> Path:
                                     "data": "test", "motions": ["right", "left"]})
 
 
+@pytest.fixture(scope="session")
+def tiny_video(tiny_video_model):
+    from luoxia.video.pipeline import VideoModel
+
+    return VideoModel.load(str(tiny_video_model))
+
+
 @dataclasses.dataclass
 class Run:
     code: int

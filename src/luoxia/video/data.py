@@ -46,7 +46,7 @@ class VideoData:
 
 def to_tensor(clips: np.ndarray) -> torch.Tensor:
     """uint8 (N, T, H, W, 3) → float32 (N, T, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 1, 4, 2, 3).float().div(127.5).sub(1)
+    return torch.from_numpy(np.array(clips, dtype=np.uint8, order="C")).permute(0, 1, 4, 2, 3).float().div(127.5).sub(1)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

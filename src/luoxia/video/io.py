@@ -11,6 +11,7 @@ so every file is labelled (`luoxia.safety.labels.video`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,7 @@ def _read_pillow(path: Path, max_frames: int | None) -> tuple[np.ndarray, float]
 
     try:
         with Image.open(path) as im:
+            info = dict(im.info)
             check_memory(getattr(im, "n_frames", 1), im.height, im.width, str(path))
             frames, durations = [], []
             for frame in ImageSequence.Iterator(im):
@@ -107,8 +109,16 @@ def _read_pillow(path: Path, max_frames: int | None) -> tuple[np.ndarray, float]
                     break
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise CorruptFileError(f"{path} is not a readable animation ({_short(e)}); check the file") from None
-    fps = 1000.0 / (sum(durations) / len(durations)) if durations else 10.0
-    return (np.stack(frames) if frames else np.zeros((0, 1, 1, 3), np.uint8)), fps
+    if not frames:
+        return np.zeros((0, 1, 1, 3), np.uint8), 10.0
+    # GIF and WebP writers merge identical consecutive frames into one longer frame: expand them again, by the
+    # frame duration luoxia's labels record (luoxia.safety.labels.video), else the shortest frame's
+    text = b"".join(v.encode() if isinstance(v, str) else v for v in (info.get("comment"), info.get("xmp")) if v)
+    recorded = re.search(rb"luoxia_frame_ms=(\d+)|<luoxia:FrameMs>(\d+)<", text)
+    base = int(recorded.group(1) or recorded.group(2)) if recorded else max(10, min(durations))
+    repeats = [max(1, round(d / base)) for d in durations]
+    video = np.repeat(np.stack(frames), repeats, axis=0)
+    return (video[:max_frames] if max_frames else video), 1000.0 / base
 
 
 def _short(e: BaseException) -> str:

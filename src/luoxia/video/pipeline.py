@@ -15,6 +15,7 @@ level (as RePaint does for pixels), so the temporal attention makes the rest agr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 
@@ -66,6 +67,14 @@ class VideoResult:
         return Artifact("video", Video(frames, self.fps), self.provenance)
 
 
+@functools.cache
+def shared_text_encoder():
+    """One MiniLM caption encoder per process (loading it takes seconds; every video model uses the same)."""
+    from luoxia.image.text_encoder import TextEncoder
+
+    return TextEncoder()
+
+
 def check_frames(frames: int) -> int:
     if not 2 <= frames <= MAX_FRAMES:
         raise InvalidParameterError(f"frames must be in [2, {MAX_FRAMES}], got {frames}")
@@ -98,9 +107,7 @@ class VideoModel:
     @property
     def text(self):
         if self._text is None:
-            from luoxia.image.text_encoder import TextEncoder
-
-            self._text = TextEncoder()
+            self._text = shared_text_encoder()
         return self._text
 
     def _frame_tensor(self, image, what: str) -> torch.Tensor:
@@ -127,7 +134,7 @@ class VideoModel:
 
         frames = check_frames(frames or self.frames)
         check_sampling_args(guidance, 1.0, steps)
-        check_memory(len(prompts) * frames, self.size * 8, self.size * 8, "the requested clips")
+        check_memory(len(prompts) * frames, self.size, self.size, "the requested clips")
         generator = torch.Generator().manual_seed(seed)
         per_batch = max(1, MAX_BATCH_FRAMES // frames)
         out = []

@@ -7,9 +7,10 @@ The loop is the image loop's (`luoxia.image.training`), for clips: warmup-cosine
 from a generator seeded by (seed, step) so a resume needs only the step, the v-prediction loss
 with one timestep per clip (`luoxia.image.diffusion.training_loss` works on (B, T, C, H, W)),
 captions dropped at rate p_uncond for classifier-free guidance, EMA weights, atomic checkpoints
-(`luoxia.image.checkpoint`), a preview strip per `sample_every` steps (one row per clip) and the
-loss curve. `init` names an image model whose spatial weights start the network (its text
-encoder and schedule are the same), so only motion has to be learnt.
+(`luoxia.image.checkpoint`), a preview strip per `sample_every` steps (one row per clip; also
+at the end of runs of at least that many steps) and the loss curve. `init` names an image model
+whose spatial weights start the network (its text encoder and schedule are the same), so only
+motion has to be learnt.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def train(cfg: VideoTrainConfig, *, stop_at: int | None = None, log: Callable[[s
     """Run (or resume) training; `stop_at` ends this process after that many steps, as an interruption would."""
     from luoxia.image import checkpoint as ckpt
     from luoxia.image.schedulers import DDPMScheduler, ScheduleConfig
-    from luoxia.image.text_encoder import TextEncoder
+    from luoxia.video.pipeline import shared_text_encoder
 
     cfg.validate()
     if cfg.threads:
@@ -146,7 +147,7 @@ def train(cfg: VideoTrainConfig, *, stop_at: int | None = None, log: Callable[[s
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
     modules, optimizers = {"net": net, "ema": ema}, {"net": opt}
     scheduler = DDPMScheduler(ScheduleConfig(**schedule_dict))
-    text = TextEncoder()
+    text = shared_text_encoder()
     encode_captions(text, data, out, log)
     clips = to_tensor(data.clips)  # (N, T, 3, H, W) in [-1, 1]
     lr_at = WarmupCosine(cfg.lr, cfg.min_lr, min(cfg.warmup_steps, cfg.steps), cfg.steps)
@@ -195,7 +196,7 @@ def train(cfg: VideoTrainConfig, *, stop_at: int | None = None, log: Callable[[s
                 metrics.write(json.dumps({"step": done, "loss": loss_value, "lr": lr, "it_s": round(it_s, 3)}) + "\n")
                 metrics.flush()
                 t_log, since = now, 0
-            if done % cfg.sample_every == 0 or done == end:
+            if done % cfg.sample_every == 0 or done == end and cfg.steps >= cfg.sample_every:
                 write_preview(ema, schedule_dict, text, out, done, cfg)
                 plot_losses(out)
                 t_log = time.perf_counter()

@@ -156,7 +156,7 @@ def _encode_animation(frames: np.ndarray, fps: float, fmt: str, text: str | None
 
     images = [Image.fromarray(f) for f in frames]
     buffer = io.BytesIO()
-    duration = max(10, round(1000 / fps))
+    duration = max(10, round(1000 / fps))  # milliseconds per frame
     if fmt == "gif":
         extra = {"comment": text.encode()} if text is not None else {}
         images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=duration, loop=0, **extra)
@@ -190,8 +190,12 @@ def write_animation(path: Path, fmt: str, content: object, provenance, options: 
     provenance = dataclasses.replace(provenance, content_sha256=payload, labels=options.record("video"))
     record = provenance.to_dict()
     label = aigc.make_label(payload, provenance.produce_id, record, options.producer)
-    text = (f"AIGC={aigc.dumps(label)}\nluoxia_provenance={json.dumps(record, ensure_ascii=True)}" if fmt == "gif"
-            else xmp_packet(label, record))
+    # the frame duration too: GIF and WebP encoders merge identical consecutive frames into longer ones
+    ms = max(10, round(1000 / fps))
+    text = (f"AIGC={aigc.dumps(label)}\nluoxia_provenance={json.dumps(record, ensure_ascii=True)}\n"
+            f"luoxia_frame_ms={ms}" if fmt == "gif" else
+            xmp_packet(label, record).replace("</rdf:Description>", f"<luoxia:FrameMs>{ms}</luoxia:FrameMs>\n"
+                                              "  </rdf:Description>"))
     data = _encode_animation(frames, fps, fmt, text)
     if frames_sha256(decode_animation(data)[0]) != payload:
         raise CorruptFileError(f"the {fmt.upper()} encoder changed the frames when the label was added; use .mp4")
