@@ -138,9 +138,13 @@ def clip_features(clips: np.ndarray, net=None) -> np.ndarray:
 
 
 def fvd_style(real: np.ndarray, fake: np.ndarray, net=None) -> float:
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
     from luoxia.eval.image import fid
 
-    return fid(clip_features(real, net), clip_features(fake, net))
+    a, b = clip_features(real, net), clip_features(fake, net)
+    with threadpool_limits(1):  # one BLAS thread: 512×512 eigendecompositions are far slower with spinning threads
+        return fid(a, b)
 
 
 def eval_prompts(n: int, motions: tuple[str, ...] = world.MOTIONS, seed: int = 0) -> list[world.Clip]:
