@@ -43,6 +43,28 @@ def tiny_video(tiny_video_model):
     return VideoModel.load(str(tiny_video_model))
 
 
+@pytest.fixture(scope="session")
+def tiny_image(tmp_path_factory):
+    """A tiny random text-conditioned image diffusion model (16×16), sharing the process's MiniLM."""
+    from luoxia.image.formats import save_model as save_image_model
+    from luoxia.image.pipeline import ImageModel
+    from luoxia.image.unet import PRESETS, UNet, UNetConfig
+    from luoxia.video.pipeline import shared_text_encoder
+
+    torch.manual_seed(0)
+    cfg = UNetConfig(**{**PRESETS["tiny"], "image_size": 16, "cond": "text"})
+    net = UNet(cfg)
+    with torch.no_grad():
+        net.conv_out.weight.normal_(0, 0.05)
+    folder = tmp_path_factory.mktemp("tiny_image_model")
+    save_image_model(folder, net, {"kind": "ddpm", "network": cfg.to_dict(), "cond": "text", "class_names": None,
+                                   "schedule": dataclasses.asdict(ScheduleConfig(timestep_spacing="trailing")),
+                                   "image_size": 16, "channels": 3, "data": "test"})
+    model = ImageModel.load(str(folder))
+    model._text = shared_text_encoder()
+    return model
+
+
 @dataclasses.dataclass
 class Run:
     code: int

@@ -3,7 +3,6 @@ interpolation keeps both ends; latent interpolation with a tiny image model; tra
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from luoxia.core.errors import InvalidParameterError
-from luoxia.video.pipeline import VideoModel, shared_text_encoder
+from luoxia.video.pipeline import VideoModel
 
 
 def test_generate_is_seeded_and_sized(tiny_video):
@@ -41,29 +40,22 @@ def test_first_frame_and_both_ends_are_kept(tiny_video):
     assert np.abs(tween[0].astype(int) - first).max() <= 2 and np.abs(tween[-1].astype(int) - last).max() <= 2
 
 
-def test_latent_interpolation_with_an_image_model(tmp_path):
-    from luoxia.image.formats import save_model
-    from luoxia.image.pipeline import ImageModel
-    from luoxia.image.schedulers import ScheduleConfig
-    from luoxia.image.unet import PRESETS, UNet, UNetConfig
+def test_latent_interpolation_and_restyle_with_an_image_model(tiny_image):
+    from luoxia.video.edit import restyle
     from luoxia.video.interpolate import blend_frames, morph_images, morph_prompts
 
-    torch.manual_seed(0)
-    cfg = UNetConfig(**{**PRESETS["tiny"], "image_size": 16, "cond": "text"})
-    net = UNet(cfg)
-    with torch.no_grad():
-        net.conv_out.weight.normal_(0, 0.05)
-    save_model(tmp_path, net, {"kind": "ddpm", "network": cfg.to_dict(), "cond": "text", "class_names": None,
-                               "schedule": dataclasses.asdict(ScheduleConfig(timestep_spacing="trailing")),
-                               "image_size": 16, "channels": 3, "data": "test"})
-    model = ImageModel.load(str(tmp_path))
-    model._text = shared_text_encoder()  # the one MiniLM of this process
-    clip = morph_prompts(model, "a red circle", "a blue square", frames=5, steps=3)
+    clip = morph_prompts(tiny_image, "a red circle", "a blue square", frames=5, steps=3)
     assert clip.shape == (5, 16, 16, 3)
     a, b = np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 200, np.uint8)
-    assert morph_images(model, a, b, frames=4, steps=3).shape == (4, 16, 16, 3)
+    assert morph_images(tiny_image, a, b, frames=4, steps=3).shape == (4, 16, 16, 3)
     blend = blend_frames(a, b, 5)
     assert list(blend[:, 0, 0, 0]) == [0, 50, 100, 150, 200]
+    frames = np.stack([a, a, b, b])
+    sharp = restyle(frames, tiny_image, "a red circle", strength=0.5, smoothing=0.0, steps=2)
+    smooth = restyle(frames, tiny_image, "a red circle", strength=0.5, smoothing=0.6, steps=2)
+    assert sharp.shape == (4, 16, 16, 3) and np.array_equal(sharp[0], smooth[0])
+    jump = lambda x: np.abs(np.diff(x.astype(int), axis=0)).sum()
+    assert jump(smooth) < jump(sharp)
 
 
 def test_training_resumes_to_the_same_weights(tmp_path):
