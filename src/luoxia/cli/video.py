@@ -153,7 +153,7 @@ def _morph(args: argparse.Namespace):
         prompt, mode = args.prompt or "", "morph-images"
     prov = Provenance(model=model.name, model_source=str(model.source), model_sha256=model.sha256, seed=seed,
                       prompt=prompt, params={"mode": mode, "frames": frames, "fps": fps, "steps": args.steps,
-                                             "guidance": args.guidance},
+                                             "guidance": args.guidance if args.morph or args.prompt else 1.0},
                       stats={"seconds": round(time.perf_counter() - t0, 3)})
     return VideoResult(clip, fps, prov)
 

@@ -4,9 +4,10 @@ Factorised space-time attention (Ho et al. 2022, "Video Diffusion Models"; Blatt
 the spatial layers of `luoxia.image.unet.UNet` see each frame as an image; after every residual
 block (and its spatial/cross attention) a `TemporalAttention` lets each pixel position attend to
 the same position in the other frames. Each frame also gets its place in the clip, τ ∈ [0, 1]
-(0 = first frame, 1 = last), added to the time embedding through a small MLP, so the FiLM of
-every residual block knows where in the clip it is; τ rather than the frame index, so a clip of
-more frames samples the same motion more finely.
+(0 = first frame, 1 = last), which a small MLP turns, together with the caption's pooled vector,
+into an offset of the time embedding: the FiLM of every residual block knows where in the clip it
+is and what the caption asks for there ("from left to right" at τ = 0 means "on the left"). τ
+rather than the frame index, so a clip of more frames samples the same motion more finely.
 
 Both additions end in zero-initialised projections, so a fresh `VideoUNet` computes exactly the
 per-frame image model (tested), and training starts from the image model's weights.
@@ -81,7 +82,10 @@ class VideoUNet(nn.Module):
         self.unet = UNet(cfg.spatial)
         sc = cfg.spatial
         emb_dim = sc.emb_dim
-        self.frame_mlp = nn.Sequential(nn.Linear(sc.channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # (τ code, the caption's pooled vector) → an embedding offset per frame: what a motion means at each
+        # moment depends on the caption ("from left to right" at τ = 0 is "on the left"), so both go in together
+        self.frame_mlp = nn.Sequential(nn.Linear(sc.channels + sc.context_dim, emb_dim), nn.SiLU(),
+                                       nn.Linear(emb_dim, emb_dim))
         nn.init.zeros_(self.frame_mlp[2].weight)
         nn.init.zeros_(self.frame_mlp[2].bias)
         # one temporal block after every residual block, in the order the forward pass meets them
@@ -100,8 +104,9 @@ class VideoUNet(nn.Module):
             t = t.expand(B)
         per_frame = lambda y: None if y is None else y.repeat_interleave(T, dim=0)  # (B, ...) → (B·T, ...)
         emb = u.embed(per_frame(t), per_frame(labels), per_frame(pooled))  # (B·T, E)
-        tau = timestep_embedding(frame_positions(T, x.device) * 100, cfg.channels)  # (T, channels)
-        emb = emb + self.frame_mlp(tau).repeat(B, 1)
+        tau = timestep_embedding(frame_positions(T, x.device) * 100, cfg.channels).repeat(B, 1)  # (B·T, channels)
+        text = per_frame(pooled) if pooled is not None else torch.zeros(B * T, cfg.context_dim, device=x.device)
+        emb = emb + self.frame_mlp(torch.cat([tau, text.to(tau.dtype)], dim=1))
         context, context_mask = per_frame(context), per_frame(context_mask)
         if context is not None:
             context = u.context_norm(context)
