@@ -53,6 +53,7 @@ class VideoTrainConfig:
     batch_size: int = 8  # clips per step
     lr: float = 2e-4
     min_lr: float = 2e-5
+    new_lr_scale: float = 5.0  # the temporal layers and the frame MLP (zero-initialised) learn this much faster
     warmup_steps: int = 100
     grad_clip: float = 1.0
     ema_decay: float = 0.999
@@ -79,8 +80,8 @@ class VideoTrainConfig:
         for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise InvalidParameterError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
-        if not 0 <= self.p_uncond < 1 or not 0 <= self.ema_decay < 1 or self.lr <= 0:
-            raise InvalidParameterError("need 0 <= p_uncond < 1, 0 <= ema_decay < 1 and lr > 0")
+        if not 0 <= self.p_uncond < 1 or not 0 <= self.ema_decay < 1 or self.lr <= 0 or self.new_lr_scale <= 0:
+            raise InvalidParameterError("need 0 <= p_uncond < 1, 0 <= ema_decay < 1, lr > 0 and new_lr_scale > 0")
         if self.export_dtype not in ("int8", "float16", "float32"):
             raise InvalidParameterError(f"export_dtype must be int8, float16 or float32, got {self.export_dtype!r}")
         return self
@@ -114,6 +115,15 @@ def build_network(cfg: VideoTrainConfig, log: Callable[[str], None]) -> tuple[Vi
     return VideoUNet(VideoUNetConfig(unet=spatial.to_dict(), frames=cfg.frames)), dataclasses.asdict(schedule)
 
 
+def make_optimizer(net: VideoUNet, cfg: VideoTrainConfig) -> torch.optim.AdamW:
+    """AdamW with two groups: the spatial UNet at lr, the new temporal parts at lr × new_lr_scale."""
+    spatial = list(net.unet.parameters())
+    ids = {id(p) for p in spatial}
+    new = [p for p in net.parameters() if id(p) not in ids]
+    return torch.optim.AdamW([{"params": spatial, "lr_scale": 1.0}, {"params": new, "lr_scale": cfg.new_lr_scale}],
+                             lr=cfg.lr, weight_decay=0.0)
+
+
 def encode_captions(text, data: VideoData, out: Path, log: Callable[[str], None]) -> None:
     cache = out / "text_cache.safetensors"
     if cache.is_file():
@@ -144,7 +154,7 @@ def train(cfg: VideoTrainConfig, *, stop_at: int | None = None, log: Callable[[s
     torch.manual_seed(cfg.seed)
     net, schedule_dict = build_network(cfg, log)
     ema = clone_frozen(net)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = make_optimizer(net, cfg)
     modules, optimizers = {"net": net, "ema": ema}, {"net": opt}
     scheduler = DDPMScheduler(ScheduleConfig(**schedule_dict))
     text = shared_text_encoder()
@@ -172,7 +182,7 @@ def train(cfg: VideoTrainConfig, *, stop_at: int | None = None, log: Callable[[s
         for step in range(start, end):
             lr = lr_at(step)
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             rng = np.random.default_rng([cfg.seed, 2, step])
             idx = rng.integers(0, len(data), cfg.batch_size)
             gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -239,7 +249,7 @@ def export_checkpoint(checkpoint: Path, out: Path, log: Callable[[str], None] = 
     cfg = VideoTrainConfig(**{**meta["config"], "motions": tuple(meta["config"]["motions"])})
     net, schedule = build_network(cfg, log)
     ema = clone_frozen(net)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr)
+    opt = make_optimizer(net, cfg)
     ckpt.restore(Path(checkpoint), {"net": net, "ema": ema}, {"net": opt})
     return export(ema, schedule, cfg, Path(out), {"steps": meta["step"], "seconds": round(meta.get("seconds", 0), 1),
                                                   "checkpoint": str(checkpoint)})
