@@ -43,8 +43,9 @@ def test_token_text_is_what_the_word_level_tokenizer_reads(piece):
 
 def test_encoding_layout(piece):
     names = [tokens.VOCAB[i] for i in tokens.encode(piece, Key(0))]
-    assert names[:8] == ["<bos>", "Key_C_major", "TS_4/4", "Bar", "Pos_0", "Vel_80", "Voice_0", "Pitch_72"]
+    assert names[:8] == ["<bos>", "Key_C_major", "TS_4/4", "Bar", "Key_C_major", "Pos_0", "Vel_80", "Voice_0"]
     assert names[-1] == "<eos>" and names.count("Bar") == 4 and names.count("Voice_2") == 16
+    assert names.count("Key_C_major") == 5  # the header and after every bar line
 
 
 def test_unsupported_metre_is_an_error():

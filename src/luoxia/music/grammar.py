@@ -1,9 +1,10 @@
 """The token grammar as a decoding constraint: which tokens may come next, and which must.
 
 The sampler asks `allowed()` before each token and calls `advance(token)` after it. Besides the
-order of token families (Bar → Pos → Voice → Pitch → Dur → ...), it keeps time moving forward,
-voices in soprano-to-bass order within an onset, the piece ending exactly at `end_tick` (a bar
-line), and, when a melody is given, forces that melody into the soprano (re-harmonisation):
+order of token families (Bar → Key → Pos → Voice → Pitch → Dur → ...; the key after each Bar is the
+header's), it keeps time moving forward, voices in soprano-to-bass order within an onset, the piece
+ending exactly at `end_tick` (a bar line), and, when a melody is given, forces that melody into the
+soprano (re-harmonisation):
 
     g = Grammar(bar_ticks=16, end_tick=128, melody=[(0, 72, 4), (4, 74, 4), ...])
     for t in prompt: g.advance(t)
@@ -18,7 +19,8 @@ from luoxia.music import tokens as T
 
 _FAMILY_IDS = {f: T.ids_of(f) for f in ("Key", "TS", "Vel", "Pos", "Voice", "Pitch", "Dur")}
 _NEXT = {  # the families that may follow each family (before the time and voice rules)
-    "<bos>": ("Key",), "Key": ("TS",), "TS": ("Bar",), "Bar": ("Bar", "Pos", "<eos>"), "Pos": ("Vel", "Voice"),
+    "<bos>": ("Key",), "Key": ("TS",), "TS": ("Bar",), "Bar": ("Key",), "BarKey": ("Bar", "Pos", "<eos>"),
+    "Pos": ("Vel", "Voice"),
     "Vel": ("Voice",), "Voice": ("Pitch",), "Pitch": ("Dur",), "Dur": ("Voice", "Vel", "Pos", "Bar", "<eos>"),
 }
 
@@ -31,6 +33,7 @@ class Grammar:
         self.last = "<bos>"
         self.bar, self.pos, self.last_voice = -1, -1, -1
         self.forced: list[int] = []
+        self.key: int | None = None  # the header's Key token, repeated after every Bar
 
     @property
     def now(self) -> int:
@@ -41,7 +44,12 @@ class Grammar:
 
     def advance(self, token: int) -> None:
         family = T.kind(token)
-        if family == "TS":
+        if family == "Key":
+            if self.bar >= 0:
+                family = "BarKey"
+            else:
+                self.key = token
+        elif family == "TS":
             n, d = T.value(token).split("/")
             self.bar_ticks = int(n) * 16 // int(d)
         elif family == "Bar":
@@ -66,6 +74,8 @@ class Grammar:
         """Ids the next token may take (one id when it is forced)."""
         if self.forced:
             return [self.forced[0]]
+        if self.last == "Bar" and self.key is not None:
+            return [self.key]
         ids: list[int] = []
         melody_start = self._melody_start()
         next_bar = (self.bar + 1) * self.bar_ticks

@@ -1,13 +1,15 @@
 """REMI-style music tokens (Huang & Yang 2020), with a voice token per note for four-part writing.
 
-    <bos> Key_F_major TS_4/4 Vel_80 Bar Pos_0 Voice_0 Pitch_72 Dur_4 Voice_1 Pitch_65 Dur_4 ...
-          Pos_4 Voice_0 Pitch_74 Dur_2 ... Bar ... <eos>
+    <bos> Key_F_major TS_4/4 Bar Key_F_major Pos_0 Vel_80 Voice_0 Pitch_72 Dur_4 Voice_1 Pitch_65 Dur_4 ...
+          Pos_4 Voice_0 Pitch_74 Dur_2 ... Bar Key_F_major ... <eos>
 
-A piece opens with its key, metre and velocity; then each bar is `Bar`, and each onset time within
-it `Pos_<16th>` followed by its notes as (Voice, Pitch, Dur) from soprano to bass. A `Vel_` token
-appears only where the velocity changes. The vocabulary is fixed by this module (VOCAB_VERSION);
-`backend_tokenizer` writes it as a word-level `tokenizers` file so the shared shards, training loop
-and Hugging Face export take music tokens as they take text.
+A piece opens with its key and metre; then each bar is `Bar` and the key again (so that every
+training window, which rarely starts at a piece's start, sees the key it is conditioned on), and
+each onset time within the bar `Pos_<16th>` followed by its notes as (Voice, Pitch, Dur) from
+soprano to bass. A `Vel_` token appears only where the velocity changes. The vocabulary and this
+layout are fixed by this module (VOCAB_VERSION); `backend_tokenizer` writes the vocabulary as a
+word-level `tokenizers` file so the shared shards, training loop and Hugging Face export take music
+tokens as they take text.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from luoxia.core.errors import CorruptFileError, InvalidParameterError
 from luoxia.music.keys import ALL_KEYS, NAMES, Key
 from luoxia.music.score import N_VOICES, Note, Piece
 
-VOCAB_VERSION = 1
+VOCAB_VERSION = 2  # 2: the key after every Bar
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 TIME_SIGNATURES = ((2, 4), (3, 4), (4, 4), (5, 4), (6, 4), (2, 2), (3, 2), (4, 2), (3, 8), (6, 8), (9, 8), (12, 8))
 MAX_BAR_TICKS = 32
@@ -78,7 +80,7 @@ def encode(piece: Piece, key: Key, eos: bool = True) -> list[int]:
     for n in piece.notes:
         by_bar.setdefault(n.start // bar, []).append(n)
     for b in range(piece.n_bars):
-        ids.append(BAR)
+        ids += [BAR, ID[key.token]]
         position = None
         for n in sorted(by_bar.get(b, []), key=lambda n: (n.start, n.voice, -n.pitch)):
             if n.start % bar != position:
