@@ -307,6 +307,7 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--steps", type=int, help="optimizer steps (default 3000)")
     t.add_argument("--batch-size", type=int, help="clips per step (default 8)")
     t.add_argument("--lr", type=float, help="peak learning rate (default 2e-4)")
+    t.add_argument("--new-lr-scale", type=float, help="lr multiplier of the temporal layers (default 5)")
     t.add_argument("--ema-decay", type=float, help="EMA decay (default 0.999)")
     t.add_argument("--p-uncond", type=float, help="caption dropout for guidance (default 0.1)")
     t.add_argument("--seed", type=int, help="seed (default 0)")

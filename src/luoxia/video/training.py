@@ -5,7 +5,7 @@
 
 The loop is the image loop's (`luoxia.image.training`), for clips: warmup-cosine lr, batches drawn
 from a generator seeded by (seed, step) so a resume needs only the step, the v-prediction loss
-with one timestep per clip (`luoxia.image.diffusion.training_loss` works on (B, T, C, H, W)),
+with one timestep per clip (half of them from the noisier half of the schedule, `clip_loss`),
 captions dropped at rate p_uncond for classifier-free guidance, EMA weights, atomic checkpoints
 (`luoxia.image.checkpoint`), a preview strip per `sample_every` steps (one row per clip; also
 at the end of runs of at least that many steps) and the loss curve. `init` names an image model
@@ -27,7 +27,7 @@ import torch
 
 from luoxia.core import atomic
 from luoxia.core.errors import InvalidParameterError
-from luoxia.image.diffusion import Condition, training_loss
+from luoxia.image.diffusion import Condition
 from luoxia.image.training import clone_frozen, ema_update, plot_losses
 from luoxia.train import resume
 from luoxia.train.schedule import WarmupCosine
@@ -54,6 +54,8 @@ class VideoTrainConfig:
     lr: float = 2e-4
     min_lr: float = 2e-5
     new_lr_scale: float = 5.0  # the temporal layers and the frame MLP (zero-initialised) learn this much faster
+    high_noise_share: float = 0.5  # this share of clips draws its timestep from the noisier half, where layout
+    # (and so motion) is decided; the rest uniformly. The spatial model already denoises details well.
     warmup_steps: int = 100
     grad_clip: float = 1.0
     ema_decay: float = 0.999
@@ -80,6 +82,8 @@ class VideoTrainConfig:
         for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise InvalidParameterError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.high_noise_share <= 1:
+            raise InvalidParameterError(f"high_noise_share must be in [0, 1], got {self.high_noise_share}")
         if not 0 <= self.p_uncond < 1 or not 0 <= self.ema_decay < 1 or self.lr <= 0 or self.new_lr_scale <= 0:
             raise InvalidParameterError("need 0 <= p_uncond < 1, 0 <= ema_decay < 1, lr > 0 and new_lr_scale > 0")
         if self.export_dtype not in ("int8", "float16", "float32"):
@@ -113,6 +117,19 @@ def build_network(cfg: VideoTrainConfig, log: Callable[[str], None]) -> tuple[Vi
     schedule = ScheduleConfig(beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing",
                               prediction_type="v_prediction")
     return VideoUNet(VideoUNetConfig(unet=spatial.to_dict(), frames=cfg.frames)), dataclasses.asdict(schedule)
+
+
+def clip_loss(net: VideoUNet, scheduler, x0: torch.Tensor, cond: Condition, generator: torch.Generator,
+              high_noise_share: float = 0.0) -> torch.Tensor:
+    """`luoxia.image.diffusion.training_loss` on clips (B, T, C, H, W), one timestep per clip, with a share of
+    the clips' timesteps drawn from the upper half of the schedule instead of uniformly."""
+    B, T = x0.shape[0], scheduler.config.num_train_timesteps
+    t = torch.randint(0, T, (B,), generator=generator)
+    high = torch.rand(B, generator=generator) < high_noise_share
+    t = torch.where(high, torch.randint(T // 2, T, (B,), generator=generator), t)
+    noise = torch.randn(x0.shape, generator=generator)
+    x_t = scheduler.add_noise(x0, noise, t)
+    return torch.nn.functional.mse_loss(net(x_t, t, **cond.kwargs()), scheduler.target(x0, noise, t))
 
 
 def make_optimizer(net: VideoUNet, cfg: VideoTrainConfig) -> torch.optim.AdamW:
@@ -188,7 +205,7 @@ def train(cfg: VideoTrainConfig, *, stop_at: int | None = None, log: Callable[[s
             gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             drop = rng.random(len(idx)) < cfg.p_uncond
             cond = Condition(text=text.encode(["" if d else data.captions[i] for i, d in zip(idx, drop)]))
-            loss = training_loss(net, scheduler, clips[idx], cond, gen)
+            loss = clip_loss(net, scheduler, clips[idx], cond, gen, cfg.high_noise_share)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
