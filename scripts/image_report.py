@@ -77,7 +77,10 @@ def editing_figures(seed: int = 0) -> None:
               "inpainting: the bottom-right quarter redrawn as a large green triangle", nrow=6, scale=3)
 
 
-def measure(runs: Path, n: int, steps: int, guidance: float, seed: int) -> list[dict]:
+ROWS = [f"{data}/{kind}" for data in ("shapes", "digits") for kind in ("diffusion", "VAE", "GAN")]
+
+
+def measure(runs: Path, n: int, steps: int, guidance: float, seed: int, only: list[str]) -> list[dict]:
     from luoxia.eval.image import evaluate_model
     from luoxia.image.pipeline import ImageModel
 
@@ -85,6 +88,8 @@ def measure(runs: Path, n: int, steps: int, guidance: float, seed: int) -> list[
     for data in ("shapes", "digits"):
         for kind, where in (("diffusion", data), ("VAE", str(runs / f"{data}-vae")),
                             ("GAN", str(runs / f"{data}-gan"))):
+            if f"{data}/{kind}" not in only:
+                continue
             if kind != "diffusion" and not (Path(where) / "model.safetensors").is_file():
                 print(f"skip {kind} on {data}: {where} not trained", file=sys.stderr)
                 continue
@@ -123,6 +128,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip", action="append", default=[], choices=["measure", "figures"])
+    ap.add_argument("--rows", default=",".join(ROWS),
+                    help="which rows to measure (default all); others are kept from the saved results")
     args = ap.parse_args()
     import torch
 
@@ -133,12 +140,19 @@ def main() -> None:
         editing_figures(args.seed)
     if "measure" in args.skip:
         return
-    rows = measure(args.runs, args.n, args.steps, args.guidance, args.seed)
+    only = args.rows.split(",")
+    if unknown := set(only) - set(ROWS):
+        ap.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROWS)}")
+    out = ROOT / "benchmarks" / "results" / "image_report.json"
+    saved = json.loads(out.read_text())["rows"] if out.is_file() else []
+    measured = {(r["data"], r["model"]): r for r in saved}
+    for r in measure(args.runs, args.n, args.steps, args.guidance, args.seed, only):
+        measured[(r["data"], r["model"])] = r
+    rows = [measured[tuple(name.split("/"))] for name in ROWS if tuple(name.split("/")) in measured]
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     result = {"machine": f"{cpu}, {os.cpu_count()} CPUs", "threads": args.threads, "n": args.n, "steps": args.steps,
               "guidance": args.guidance, "seed": args.seed, "rows": rows}
-    out = ROOT / "benchmarks" / "results" / "image_report.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{result['machine']}, {args.threads} torch thread(s); n={args.n}, {args.steps} DDIM steps, guidance "
