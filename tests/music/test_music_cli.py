@@ -100,4 +100,6 @@ def test_eval_music_report(run_luoxia, tiny_music_model, tmp_path, midi_file):
     result = json.loads((tmp_path / "report" / "report.json").read_text())
     assert result["pieces"] == {"chorales": 2, "composed": 2, "harmonised": 2}
     assert result["metrics"]["chorales"]["voice_range"] == 1.0 and result["val_loss"] > 0
+    assert result["key_adherence"]["asked"] == ["C major", "C# major"]
+    assert 0 <= result["key_adherence"]["same_key"] <= result["key_adherence"]["same_signature"] <= 1
     assert "| scale_consistency |" in (tmp_path / "report" / "report.md").read_text() and "voice_range" in out

@@ -10,7 +10,9 @@ Each metric takes a `Piece` (16th-note grid, voices 0..3 = soprano..bass):
     groove_consistency    1 - mean Hamming distance of consecutive bars' onset patterns / bar length
     voice_range           share of notes inside their voice's usual range (VOICE_RANGES)
 
-`report(generated, reference)` averages them over two sets of pieces and compares the two.
+`report(sets, reference)` averages them over named sets of pieces and compares each with the reference;
+`evaluate_model` composes pieces in asked keys (and measures key adherence) and re-harmonises the
+reference's sopranos.
 """
 
 from __future__ import annotations
@@ -142,9 +144,17 @@ def markdown(result: dict) -> str:
             ok = result["targets_met"].get(n, {}).get(metric)
             cells.append(f"{value:.3f}" + ("" if ok is None else " ✓" if ok else " ✗"))
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    lines.append("")
     for key in ("val_loss", "val_perplexity"):
         if key in result:
-            lines.append(f"\n{key.replace('_', ' ')}: {result[key]:.4f}")
+            lines.append(f"- {key.replace('_', ' ')} on the reference: {result[key]:.4f}")
+    if "key_adherence" in result:
+        k = result["key_adherence"]
+        lines.append(f"- key adherence of the composed pieces (estimated key = asked key): {k['same_key']:.2f}; "
+                     f"same key signature (relative keys accepted): {k['same_signature']:.2f}")
+    if "voice_range_by_voice" in result:
+        for name, by_voice in result["voice_range_by_voice"].items():
+            lines.append(f"- voice range, {name}: " + ", ".join(f"{v} {x:.3f}" for v, x in by_voice.items()))
     lines.append("\n✓/✗: pitch-class entropy and scale consistency within 10 % of the reference "
                  f"({result['reference']}); voice range at least 0.90.")
     return "\n".join(lines) + "\n"
@@ -154,14 +164,20 @@ def evaluate_model(model, reference: list[Piece], n: int = 20, bars: int = 16, s
                    params=None, log: Callable[[str], None] = lambda _line: None) -> dict:
     """Compose `n` pieces and harmonise the sopranos of up to `n` reference pieces with `model`
     (a `luoxia.music.pipeline.MusicModel`), and report them beside `reference`, with the model's loss on it."""
-    from luoxia.music.keys import estimate_key
+    from luoxia.music.keys import ALL_KEYS, estimate_key
 
     val_loss = model.loss([(p, estimate_key(p)) for p in reference])
     log(f"held-out loss {val_loss:.4f} nats/token over {len(reference)} pieces")
-    composed = []
+    composed, asked = [], [ALL_KEYS[i % len(ALL_KEYS)] for i in range(n)]  # C major, C# major, ..., then minors
     for i in range(n):
-        composed.append(model.generate(bars=bars, params=params, seed=seed + i))
+        composed.append(model.generate(bars=bars, key=asked[i], params=params, seed=seed + i))
         log(f"composed {i + 1}/{n}")
+    found = [estimate_key(p) for p in composed]
+    # Key adherence: the estimated key is the asked one; "same signature" also accepts the relative key
+    # (C major / A minor), which pitch-class profiles often cannot tell apart.
+    same_key = float(np.mean([f == k for f, k in zip(found, asked)]))
+    same_signature = float(np.mean([(f.tonic + 3 * f.minor) % 12 == (k.tonic + 3 * k.minor) % 12
+                                    for f, k in zip(found, asked)]))
     harmonised = []
     for i, piece in enumerate(reference[:n]):
         harmonised.append(model.generate(melody=piece, params=params, seed=seed + i))
@@ -169,7 +185,9 @@ def evaluate_model(model, reference: list[Piece], n: int = 20, bars: int = 16, s
     by_voice = {name: summarise_voices(pieces) for name, pieces in
                 (("chorales", reference), ("composed", composed), ("harmonised", harmonised))}
     return report({"chorales": reference, "composed": composed, "harmonised": harmonised}, "chorales",
-                  extra={"val_loss": val_loss, "val_perplexity": math.exp(val_loss), "voice_range_by_voice": by_voice})
+                  extra={"val_loss": val_loss, "val_perplexity": math.exp(val_loss), "voice_range_by_voice": by_voice,
+                         "key_adherence": {"same_key": same_key, "same_signature": same_signature,
+                                           "asked": [str(k) for k in asked], "found": [str(f) for f in found]}})
 
 
 def summarise_voices(pieces: list[Piece]) -> dict[str, float]:
