@@ -20,9 +20,10 @@ from luoxia.video.training import VideoTrainConfig, export_checkpoint, train
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "luoxia" / "video" / "weights" / "moving-shapes"
 CONFIG = dict(data="moving-shapes", out=str(ROOT / "runs" / "video-default"), frames=8, size=32, n=4000,
-              motions=("right", "left", "down", "up", "grows", "shrinks"), init="shapes", steps=2000,
+              motions=("right", "left", "down", "up", "grows", "shrinks"), init="shapes", steps=3600,
               batch_size=4, lr=2e-4, min_lr=2e-5, new_lr_scale=5.0, warmup_steps=100, ema_decay=0.995,
-              p_uncond=0.1, seed=0, fps=8.0, sample_every=250, checkpoint_every=50, threads=1, export_dtype="int8")
+              p_uncond=0.1, high_noise_share=0.5, variants=0.5, seed=0, fps=8.0, sample_every=250,
+              checkpoint_every=50, threads=1, export_dtype="int8")
 
 
 def main() -> None:

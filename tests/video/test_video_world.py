@@ -57,3 +57,15 @@ def test_consistency_flicker_and_fvd_style():
     assert flicker(noisy, real) > 3
     other = np.stack([c.frames for c in eval_prompts(8, motions=("right", "grows"), seed=5)])
     assert fvd_style(real, other) < fvd_style(real, noisy)
+
+
+def test_every_caption_variant_parses_to_its_motion():
+    for motion in world.MOTIONS:
+        for variant in range(len(world.VARIANTS[motion]) + 1):
+            caption = world.caption_of("square", "green", motion, "red", variant)
+            assert world.parse_motion(caption).motion == motion, caption
+    from luoxia.video.data import moving_shapes_dataset
+
+    plain, varied = moving_shapes_dataset(40, variants=0.0), moving_shapes_dataset(40, variants=1.0)
+    assert np.array_equal(plain.clips, varied.clips)  # the phrasing has its own random stream
+    assert all("from" not in c for c in varied.captions) and sum("from" in c for c in plain.captions) > 10

@@ -55,13 +55,16 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def moving_shapes_dataset(n: int = 4000, frames: int = 8, size: int = 32, seed: int = 0,
-                          motions: tuple[str, ...] = world.MOTIONS) -> VideoData:
+                          motions: tuple[str, ...] = world.MOTIONS, variants: float = 0.5) -> VideoData:
+    """`variants`: the share of captions that say the motion in another way (`world.VARIANTS`)."""
     rng = np.random.default_rng([seed, 9])
+    say = np.random.default_rng([seed, 10])  # its own stream: the clips do not depend on `variants`
     clips, captions, truth = [], [], []
     for _ in range(n):
         c = world.random_clip(rng, frames, size, tuple(motions))
         clips.append(c.frames)
-        captions.append(c.caption)
+        variant = int(say.integers(1, 3)) if say.random() < variants else 0
+        captions.append(world.caption_of(c.kind, c.colour, c.motion, c.to_colour, variant))
         truth.append(dataclasses.replace(c, frames=np.zeros(0, np.uint8)))
     return VideoData("moving-shapes", np.stack(clips), captions, truth)
 
@@ -99,7 +102,7 @@ def folder_dataset(folder: str | Path, frames: int = 8, size: int = 32, limit: i
 
 
 def load_dataset(spec: str, frames: int = 8, size: int = 32, n: int | None = None, seed: int = 0,
-                 motions: tuple[str, ...] = world.MOTIONS) -> VideoData:
+                 motions: tuple[str, ...] = world.MOTIONS, variants: float = 0.5) -> VideoData:
     if spec == "moving-shapes":
-        return moving_shapes_dataset(n or 4000, frames, size, seed, motions)
+        return moving_shapes_dataset(n or 4000, frames, size, seed, motions, variants)
     return folder_dataset(spec, frames, size, limit=n)

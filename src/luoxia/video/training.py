@@ -47,6 +47,7 @@ class VideoTrainConfig:
     size: int = 32
     n: int | None = None  # moving-shapes: clips to render (default 4000); folders: at most this many files
     motions: tuple[str, ...] = world.MOTIONS  # moving-shapes: which motions
+    variants: float = 0.5  # moving-shapes: share of captions phrased another way ("moves to the right")
     init: str | None = "shapes"  # an image model for the spatial weights (None: train from scratch)
     preset: str = "shapes"  # spatial network size without init (see luoxia.image.unet.PRESETS)
     steps: int = 3000
@@ -164,7 +165,7 @@ def train(cfg: VideoTrainConfig, *, stop_at: int | None = None, log: Callable[[s
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     t_data = time.perf_counter()
-    data = load_dataset(cfg.data, cfg.frames, cfg.size, cfg.n, cfg.seed, cfg.motions)
+    data = load_dataset(cfg.data, cfg.frames, cfg.size, cfg.n, cfg.seed, cfg.motions, cfg.variants)
     skipped = f"; skipped {', '.join(f'{v} {k}' for k, v in data.skipped.items())}" if data.skipped else ""
     log(f"data {data.name}: {len(data)} clips of {data.frames} frames {data.size}×{data.size}{skipped} "
         f"({time.perf_counter() - t_data:.1f} s)")

@@ -32,6 +32,13 @@ MOTIONS = ("right", "left", "down", "up", "grows", "shrinks", "turns", "bounces"
 PHRASES = {"right": "moves from left to right", "left": "moves from right to left",
            "down": "moves from top to bottom", "up": "moves from bottom to top",
            "grows": "grows", "shrinks": "shrinks", "turns": "turns {to}", "bounces": "bounces"}
+# Other ways to say each motion, used now and then in training captions: "from left to right" and "from right
+# to left" hold the same words, so only their order tells them apart; "moves to the right" / "moves right" give
+# the destination its own words (and "to the right" has the same "to Y" as "from X to Y").
+VARIANTS = {"right": ("moves to the right", "moves right"), "left": ("moves to the left", "moves left"),
+            "down": ("moves down", "moves downwards"), "up": ("moves up", "moves upwards"),
+            "grows": ("gets bigger",), "shrinks": ("gets smaller",), "turns": ("becomes {to}",),
+            "bounces": ("is bouncing",)}
 SIDE = 0.25  # a moving shape's side as a fraction of the image (the image world's "small")
 SUPERSAMPLE = 4
 
@@ -118,9 +125,11 @@ def trajectory(motion: str, frames: int, rng: np.random.Generator) -> np.ndarray
     return track
 
 
-def caption_of(kind: str, colour: str, motion: str, to_colour: str | None = None) -> str:
-    """'a red circle moves from left to right', 'a blue square turns yellow', ..."""
-    return f"a {colour} {kind} " + PHRASES[motion].format(to=to_colour)
+def caption_of(kind: str, colour: str, motion: str, to_colour: str | None = None, variant: int = 0) -> str:
+    """'a red circle moves from left to right', 'a blue square turns yellow', ...; variant k > 0 is the k-th
+    other phrasing ('a red circle moves to the right')."""
+    phrase = PHRASES[motion] if variant == 0 else VARIANTS[motion][(variant - 1) % len(VARIANTS[motion])]
+    return f"a {colour} {kind} " + phrase.format(to=to_colour)
 
 
 def make_clip(kind: str, colour: str, motion: str, frames: int = 8, size: int = 32,
