@@ -68,3 +68,30 @@ def test_report_checks_targets(piece):
     assert result["targets_met"]["far"]["scale_consistency"] is False
     table = M.markdown(result)
     assert "| pitch_class_entropy |" in table and "✗" in table and "✓" in table
+
+
+def test_metrics_of_a_hand_made_midi_file(tmp_path):
+    """A C major scale as quarter notes, one rest beat, then a C major triad held for a half note."""
+    import mido
+
+    from luoxia.music.corpus import read_score
+
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    for i, pitch in enumerate([60, 62, 64, 65, 67, 69, 71]):
+        track += [mido.Message("note_on", note=pitch, velocity=80, time=480 if i == 0 else 0),  # a beat's rest first
+                  mido.Message("note_off", note=pitch, velocity=0, time=480)]
+    triad = (48, 52, 55)
+    track += [mido.Message("note_on", note=p, velocity=80, time=480 if i == 0 else 0) for i, p in enumerate(triad)]
+    track += [mido.Message("note_off", note=p, velocity=0, time=960 if i == 0 else 0) for i, p in enumerate(triad)]
+    midi.tracks.append(track)
+    path = tmp_path / "scale.mid"
+    midi.save(str(path))
+    piece = read_score(path)
+    assert len(piece.notes) == 10
+    counts = [2, 1, 2, 1, 2, 1, 1]  # C, E and G twice
+    assert M.pitch_class_entropy(piece) == pytest.approx(-sum(c / 10 * math.log2(c / 10) for c in counts))
+    assert M.scale_consistency(piece) == 1.0
+    assert M.pitch_range(piece) == 71 - 48
+    assert M.polyphony(piece) == pytest.approx((7 * 4 * 1 + 8 * 3) / (7 * 4 + 8))  # scale 28 16ths, chord 8
+    assert M.empty_beat_rate(piece) == pytest.approx(1 / 10)  # beats from the first note: 7 + 1 rest + 2
