@@ -63,8 +63,11 @@ def build_network(kind: str, network: dict) -> torch.nn.Module:
     raise CorruptFileError(f"unknown image model kind {kind!r}; this luoxia knows {', '.join(KINDS)}")
 
 
-def save_model(folder: Path, net: torch.nn.Module, config: dict, dtype: torch.dtype = torch.float32) -> Path:
-    """Write config.json and model.safetensors into `folder` (each file atomically)."""
+def write_folder(folder: Path, net: torch.nn.Module, config: dict, dtype: torch.dtype, fmt: str = FORMAT) -> Path:
+    """config.json (`fmt`, VERSION, `config`, dtype) + model.safetensors of `net`, each file atomically.
+
+    Shared by every model folder of this layout (image models here, video models in `luoxia.video.formats`).
+    """
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -73,53 +76,66 @@ def save_model(folder: Path, net: torch.nn.Module, config: dict, dtype: torch.dt
     for k, v in net.state_dict().items():
         v = v.detach().cpu()
         if dtype == torch.int8 and v.is_floating_point() and v.ndim >= 2 and v.numel() > 1024:
-            q, scale = quantize_int8(v)
-            tensors[k], tensors[k + SCALE] = q, scale
+            tensors[k], tensors[k + SCALE] = quantize_int8(v)
         elif v.is_floating_point():
             tensors[k] = v.to(torch.float16 if dtype == torch.int8 else dtype).contiguous()
         else:
             tensors[k] = v.contiguous()
     with atomic.atomic_path(folder / "model.safetensors") as tmp:
-        save_file(tensors, tmp, metadata={"format": FORMAT})
-    config = {"format": FORMAT, "version": VERSION, **config, "dtype": str(dtype).removeprefix("torch.")}
+        save_file(tensors, tmp, metadata={"format": fmt})
+    config = {"format": fmt, "version": VERSION, **config, "dtype": str(dtype).removeprefix("torch.")}
     atomic.write_text(folder / "config.json", json.dumps(config, indent=1))
     return folder
 
 
-def read_config(folder: Path) -> dict:
+def read_folder_config(folder: Path, fmt: str, what: str, trainer: str, shipped: str) -> dict:
+    """config.json of a `fmt` model folder, checked; `what`, `trainer` and `shipped` word the errors."""
     path = Path(folder) / "config.json"
     if not path.is_file():
-        raise ModelNotFoundError(f"{folder} is not an image model folder (no config.json); give a folder written "
-                                 "by `luoxia train image`, or shapes / digits")
+        raise ModelNotFoundError(f"{folder} is not {what} folder (no config.json); give a folder written "
+                                 f"by `{trainer}`, or {shipped}")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise CorruptFileError(f"{path} cannot be read as JSON ({e}); retrain or restore the file") from None
-    if config.get("format") != FORMAT:
-        raise CorruptFileError(f"{path} is not a luoxia image model (format {config.get('format')!r}); "
-                               "give a folder written by `luoxia train image`")
+    if config.get("format") != fmt:
+        raise CorruptFileError(f"{path} is not a luoxia {what.split(' ', 1)[1]} (format {config.get('format')!r}); "
+                               f"give a folder written by `{trainer}`")
     if config.get("version") != VERSION:
         raise CorruptFileError(f"{path} has version {config.get('version')!r}, this luoxia reads {VERSION}; "
                                "retrain the model with this version")
     return config
 
 
-def load_model(folder: Path) -> tuple[torch.nn.Module, dict]:
-    """(network in float32, eval mode; config) of a model folder."""
+def load_weights(folder: Path, net: torch.nn.Module) -> torch.nn.Module:
+    """Assign the folder's tensors (dequantized to float32) to `net`, built on the meta device; eval mode."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    config = read_config(folder)
-    with torch.device("meta"):
-        net = build_network(config["kind"], config["network"])
     try:
-        tensors = load_file(Path(folder) / "model.safetensors")
+        tensors = dequantize(load_file(Path(folder) / "model.safetensors"))
     except (OSError, SafetensorError) as e:
         raise CorruptFileError(f"{folder}/model.safetensors cannot be read ({e}); retrain or restore it") from None
-    tensors = dequantize(tensors)
     try:
         net.load_state_dict(tensors, assign=True)
     except RuntimeError as e:
         raise CorruptFileError(f"{folder}/model.safetensors does not fit its config.json ({str(e)[:200]}); "
                                "retrain the model") from None
-    return net.eval(), config
+    return net.eval()
+
+
+def save_model(folder: Path, net: torch.nn.Module, config: dict, dtype: torch.dtype = torch.float32) -> Path:
+    """Write config.json and model.safetensors into `folder` (each file atomically)."""
+    return write_folder(folder, net, config, dtype)
+
+
+def read_config(folder: Path) -> dict:
+    return read_folder_config(folder, FORMAT, "an image model", "luoxia train image", "shapes / digits")
+
+
+def load_model(folder: Path) -> tuple[torch.nn.Module, dict]:
+    """(network in float32, eval mode; config) of a model folder."""
+    config = read_config(folder)
+    with torch.device("meta"):
+        net = build_network(config["kind"], config["network"])
+    return load_weights(folder, net), config
