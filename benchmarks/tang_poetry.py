@@ -39,7 +39,7 @@ SCALE = float(os.environ.get("POETRY_SCALE", "1"))
 PHRASE_RE = re.compile(r"([\u4e00-\u9fff]+)([，。？！；])")
 QUOTE_RE = re.compile(r"^(?P<body>.*?)\n+\s*--\s*[^《\n]*《[^》\n]+》\s*$", re.S)  # "verse\n-- poet《title》"
 RECOMBINED = 2000
-MODEL = {"dim": 192, "n_layers": 4, "n_heads": 6, "n_kv_heads": 2}
+MODEL = {"dim": 256, "n_layers": 6, "n_heads": 8, "n_kv_heads": 2}
 # 256-token windows: a context of 128 cut off a fifth of the generated poems before their end (measured).
 PRETRAIN = {"seq_len": 256, "batch_size": 8, "max_steps": 400, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 30}
 FINETUNE = {"seq_len": 256, "batch_size": 8, "max_steps": 400, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 30}
