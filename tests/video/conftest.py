@@ -48,8 +48,8 @@ def tiny_image(tmp_path_factory):
     """A tiny random text-conditioned image diffusion model (16×16), sharing the process's MiniLM."""
     from luoxia.image.formats import save_model as save_image_model
     from luoxia.image.pipeline import ImageModel
+    from luoxia.image.text_encoder import shared_text_encoder
     from luoxia.image.unet import PRESETS, UNet, UNetConfig
-    from luoxia.video.pipeline import shared_text_encoder
 
     torch.manual_seed(0)
     cfg = UNetConfig(**{**PRESETS["tiny"], "image_size": 16, "cond": "text"})

@@ -103,9 +103,9 @@ class ImageModel:
     @property
     def text(self):
         if self._text is None:
-            from luoxia.image.text_encoder import TextEncoder
+            from luoxia.image.text_encoder import shared_text_encoder
 
-            self._text = TextEncoder()
+            self._text = shared_text_encoder()
         return self._text
 
     # --- conditions ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ Encodings are cached per caption string, since training and sampling repeat capt
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -120,3 +121,9 @@ class TextEncoder:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+
+@functools.cache
+def shared_text_encoder() -> TextEncoder:
+    """One MiniLM caption encoder per process (loading it takes seconds; every image and video model uses it)."""
+    return TextEncoder()

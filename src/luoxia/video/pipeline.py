@@ -15,7 +15,6 @@ level (as RePaint does for pixels), so the temporal attention makes the rest agr
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from pathlib import Path
 
@@ -67,14 +66,6 @@ class VideoResult:
         return Artifact("video", Video(frames, self.fps), self.provenance)
 
 
-@functools.cache
-def shared_text_encoder():
-    """One MiniLM caption encoder per process (loading it takes seconds; every video model uses the same)."""
-    from luoxia.image.text_encoder import TextEncoder
-
-    return TextEncoder()
-
-
 def check_frames(frames: int) -> int:
     if not 2 <= frames <= MAX_FRAMES:
         raise InvalidParameterError(f"frames must be in [2, {MAX_FRAMES}], got {frames}")
@@ -107,6 +98,8 @@ class VideoModel:
     @property
     def text(self):
         if self._text is None:
+            from luoxia.image.text_encoder import shared_text_encoder
+
             self._text = shared_text_encoder()
         return self._text
 

@@ -158,7 +158,7 @@ def train(cfg: VideoTrainConfig, *, stop_at: int | None = None, log: Callable[[s
     """Run (or resume) training; `stop_at` ends this process after that many steps, as an interruption would."""
     from luoxia.image import checkpoint as ckpt
     from luoxia.image.schedulers import DDPMScheduler, ScheduleConfig
-    from luoxia.video.pipeline import shared_text_encoder
+    from luoxia.image.text_encoder import shared_text_encoder
 
     cfg.validate()
     if cfg.threads:
