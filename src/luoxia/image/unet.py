@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -227,11 +228,18 @@ class UNet(nn.Module):
         """x (B, C, H, W) noisy images, t (B,) timesteps → the predicted noise ε (B, C, H, W)."""
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        emb = self.embed(t, labels, pooled)
+        return self.backbone(x, self.embed(t, labels, pooled), context, context_mask)
+
+    def backbone(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None,
+                 context_mask: torch.Tensor | None = None,
+                 mix: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """The network from pixels to output, given the embedding `emb` (B, E). `mix`, if given, is applied
+        after every residual block (+ attention) and after the middle: the video model's temporal layers."""
         if context is not None:
             context = self.context_norm(context)
         if self.config.patch > 1:
             x = F.pixel_unshuffle(x, self.config.patch)  # (B, C·p², H/p, W/p)
+        mix = mix or (lambda h: h)
         h = self.conv_in(x)
         skips = [h]
         for level, down in zip(self.down, self.downsample):
@@ -239,18 +247,20 @@ class UNet(nn.Module):
                 h = block(h, emb)
                 if level.attn is not None:
                     h = level.attn[j](h, context, context_mask)
+                h = mix(h)
                 skips.append(h)
             if not isinstance(down, nn.Identity):
                 h = down(h)
                 skips.append(h)
         h = self.mid.res[0](h, emb)
         h = self.mid_attn(h, context, context_mask)
-        h = self.mid.res[1](h, emb)
+        h = mix(self.mid.res[1](h, emb))
         for level, up in zip(self.up, self.upsample):
             for j, block in enumerate(level.res):
                 h = block(torch.cat([h, skips.pop()], dim=1), emb)
                 if level.attn is not None:
                     h = level.attn[j](h, context, context_mask)
+                h = mix(h)
             h = up(h)
         out = self.conv_out(F.silu(self.norm_out(h)))
         return F.pixel_shuffle(out, self.config.patch) if self.config.patch > 1 else out

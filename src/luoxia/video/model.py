@@ -107,39 +107,9 @@ class VideoUNet(nn.Module):
         tau = timestep_embedding(frame_positions(T, x.device) * 100, cfg.channels).repeat(B, 1)  # (B·T, channels)
         text = per_frame(pooled) if pooled is not None else torch.zeros(B * T, cfg.context_dim, device=x.device)
         emb = emb + self.frame_mlp(torch.cat([tau, text.to(tau.dtype)], dim=1))
-        context, context_mask = per_frame(context), per_frame(context_mask)
-        if context is not None:
-            context = u.context_norm(context)
-        h = x.reshape(B * T, C, H, W)
-        if cfg.patch > 1:
-            h = F.pixel_unshuffle(h, cfg.patch)  # (B·T, C·p², H/p, W/p)
-        h = u.conv_in(h)
         temporal = iter(self.temporal)
-        skips = [h]
-        for level, down in zip(u.down, u.downsample):
-            for j, block in enumerate(level.res):
-                h = block(h, emb)
-                if level.attn is not None:
-                    h = level.attn[j](h, context, context_mask)
-                h = next(temporal)(h, T)
-                skips.append(h)
-            if not isinstance(down, nn.Identity):
-                h = down(h)
-                skips.append(h)
-        h = u.mid.res[0](h, emb)
-        h = u.mid_attn(h, context, context_mask)
-        h = u.mid.res[1](h, emb)
-        h = next(temporal)(h, T)
-        for level, up in zip(u.up, u.upsample):
-            for j, block in enumerate(level.res):
-                h = block(torch.cat([h, skips.pop()], dim=1), emb)
-                if level.attn is not None:
-                    h = level.attn[j](h, context, context_mask)
-                h = next(temporal)(h, T)
-            h = up(h)
-        out = u.conv_out(F.silu(u.norm_out(h)))
-        if cfg.patch > 1:
-            out = F.pixel_shuffle(out, cfg.patch)
+        out = u.backbone(x.reshape(B * T, C, H, W), emb, per_frame(context), per_frame(context_mask),
+                         mix=lambda h: next(temporal)(h, T))
         return out.view(B, T, C, H, W)
 
 
