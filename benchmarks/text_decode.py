@@ -17,14 +17,19 @@ the same number of torch threads. Measured per engine:
     load s          the load call alone in those processes (model and tokenizer)
     peak RSS MB     the child process's own ru_maxrss at its first token
 
-`--variants float32,bfloat16,int8,int4` picks our rows. When llama-cpp-python is
+`--variants float32,bfloat16,int8,int4,int4+compile,int8+compile` picks our rows (`+compile`:
+`TextModel.load(compile=True)`, the decode step compiled by torch.compile; its warm-up run
+includes the compile). For every row the script also measures, beside speed: perplexity on two
+held-out Debian license texts (1024 tokens each) as a ratio to the float32 model's, and, for the
+int rows, the total decode tokens/s of 16 prompts decoded as one batch (--batch-tokens each). When llama-cpp-python is
 importable (`pip install 'luoxia[llamacpp]'`) a llama.cpp row runs the same GGUF file, still
 quantized, in child processes.
 
     .venv/bin/python benchmarks/text_decode.py [--repeats 3] [--variants float32,int8,int4] [--skip-cold]
 
-Prints the machine, a Markdown table, the ratios and whether the targets are met (our decode
->= 1.5x transformers', our warm TTFT <= 3 s, both for the default variant); writes
+Prints the machine, a Markdown table, the ratios and whether the targets are met: decode >= 1.5x
+transformers' and warm TTFT <= 1 s for the default variant; decode >= 1.0x llama.cpp for the
+default and the fastest row; batch 16 >= 6x batch 1; perplexity within 3% of float32's. Writes
 benchmarks/results/text_decode.json.
 Only the standard library is imported at the top: a child process pays for its own imports.
 """
@@ -53,28 +58,60 @@ PROMPT_TEXT = (
 )
 RESULTS = Path(__file__).resolve().parent / "results" / "text_decode.json"
 TARGET_DECODE_RATIO = 1.5
-TARGET_WARM_TTFT_S = 3.0
+TARGET_WARM_TTFT_S = 1.0
 CHILD_MARK = "@@luoxia-bench "
 OURS, HF, LLAMA = "luoxia", "transformers", "llamacpp"
-# Our variants: row label -> (dtype, quant) for TextModel.load.
-VARIANTS = {"float32": ("float32", "none"), "bfloat16": ("bfloat16", "none"), "int8": (None, "int8"),
-            "int4": (None, "int4")}
+TARGET_LLAMACPP_RATIO = 1.0
+TARGET_BATCH_RATIO = 6.0
+TARGET_PERPLEXITY_RATIO = 1.03
+BATCH = 16
+# Held-out English prose that ships with Debian (base-files), for the perplexity check.
+HELD_OUT = [Path("/usr/share/common-licenses/GPL-3"), Path("/usr/share/common-licenses/Apache-2.0")]
+HELD_OUT_TOKENS = 1024
+# Our variants: row label -> keyword arguments of TextModel.load.
+VARIANTS = {"float32": dict(dtype="float32", quant="none"), "bfloat16": dict(dtype="bfloat16", quant="none"),
+            "int8": dict(quant="int8"), "int4": dict(quant="int4"),
+            "int4+compile": dict(quant="int4", compile=True), "int8+compile": dict(quant="int8", compile=True)}
 DEFAULT_VARIANT = "int4"  # what TextModel.load picks on the CPU for a Q4_1 GGUF (quant="auto")
 
 
 # --- one generation per engine: (prefill s, decode s, new token ids) ----------------------------
 
-def ours_generate(model, ids: list[int], new_tokens: int) -> tuple[float, float, list[int]]:
+def ours_generate(loaded, ids: list[int] | list[list[int]], new_tokens: int) -> tuple[float, float, list[int]]:
+    """One prompt (batch 1) or a list of equally long prompts decoded as one batch; tokens of the first row."""
     from luoxia.text.generate import GenerationConfig, decode_steps
 
     config = GenerationConfig(max_new_tokens=new_tokens, ignore_eos=True)
+    prompts = ids if isinstance(ids[0], list) else [ids]
     tokens, stamps = [], []
     t0 = time.perf_counter()
-    # eos_ids and pad_id are never used: EOS is ignored and one unpadded row never finishes early.
-    for step in decode_steps(model, [ids], config, eos_ids=[], pad_id=0):
+    # eos_ids and pad_id are never used: EOS is ignored and unpadded rows never finish early.
+    for step in decode_steps(loaded.model, prompts, config, eos_ids=[], pad_id=0,
+                             one_token_forward=loaded.decode_step):
         tokens.append(int(step[0]))
         stamps.append(time.perf_counter())
     return stamps[0] - t0, stamps[-1] - stamps[0], tokens
+
+
+def perplexity_ratios(loaded: dict, texts: list[str]) -> dict[str, list[float]]:
+    """Perplexity of each variant's model on the held-out texts (the first HELD_OUT_TOKENS tokens of
+    each), and its ratio to the float32 model's."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    def perplexity(model, ids: list[int]) -> float:
+        x = torch.tensor([ids])
+        with torch.inference_mode():
+            logits = model(x).float()
+        return math.exp(F.cross_entropy(logits[0, :-1], x[0, 1:]).item())
+
+    tokenizer = next(iter(loaded.values())).tokenizer
+    held_out = [tokenizer.encode(t, add_special_tokens=False)[:HELD_OUT_TOKENS] for t in texts]
+    ppl = {name: [perplexity(m.model, ids) for ids in held_out] for name, m in loaded.items()}
+    return {name: {"perplexity": values, "ratio_to_float32": [v / r for v, r in zip(values, ppl["float32"])]}
+            for name, values in ppl.items()}
 
 
 def hf_generate(model, ids: list[int], new_tokens: int) -> tuple[float, float, list[int]]:
@@ -140,14 +177,13 @@ def child_main(args: argparse.Namespace) -> None:
             from luoxia.text.pipeline import TextModel
 
             t_imported = time.time()
-            dtype, quant = VARIANTS[args.variant]
-            loaded = TextModel.load(args.model, device="cpu", dtype=dtype, quant=quant)
+            loaded = TextModel.load(args.model, device="cpu", **VARIANTS[args.variant])
             t_loaded = time.time()
             report["from_cache"] = loaded.load_info["from_cache"]
             steps = decode_steps(loaded.model, [ids], GenerationConfig(max_new_tokens=1, ignore_eos=True),
                                  eos_ids=[], pad_id=0)
             first = int(next(steps)[0])
-            generate, model = ours_generate, loaded.model
+            generate, model = ours_generate, loaded
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -293,13 +329,20 @@ def bench(args: argparse.Namespace) -> dict:
               f"transformers {info.get('transformers', '?')}", flush=True)
 
         print("loading ours (converting the GGUF into a temporary LUOXIA_HOME) ...", flush=True)
-        engines = {}
-        for variant in args.variants:
-            dtype, quant = VARIANTS[variant]
-            ours = TextModel.load(args.model, device="cpu", dtype=dtype, quant=quant)
-            engines[f"luoxia {variant}"] = (ours_generate, ours.model)
+        engines, loaded = {}, {}
+        for variant in dict.fromkeys(["float32", *args.variants]):  # float32: the perplexity reference
+            loaded[variant] = TextModel.load(args.model, device="cpu", **VARIANTS[variant])
+            if variant in args.variants:
+                engines[f"luoxia {variant}"] = (ours_generate, loaded[variant])
+        ours = loaded[args.variants[0]]
         ids = ours.tokenizer.encode(PROMPT_TEXT, add_special_tokens=False)[:PROMPT_TOKENS]
         assert len(ids) == PROMPT_TOKENS, "PROMPT_TEXT is too short for PROMPT_TOKENS"
+
+        texts = [p.read_text(encoding="utf-8") for p in HELD_OUT if p.is_file()]
+        quality = {}
+        if texts:
+            print(f"perplexity on {len(texts)} held-out texts ...", flush=True)
+            quality = perplexity_ratios({v: m for v, m in loaded.items() if "+compile" not in v}, texts)
 
         print("loading transformers ...", flush=True)
         os.environ["TQDM_DISABLE"] = "1"  # the GGUF conversion bar; children still show theirs
@@ -316,9 +359,12 @@ def bench(args: argparse.Namespace) -> dict:
 
         # Alternate the engines run by run, so a burst of background load hits them alike.
         runs: dict[str, list] = {name: [] for name in engines}
+        warm_up_s = {}
         for name, (generate, model) in engines.items():
             print(f"warm-up: {name}", flush=True)
+            t = time.perf_counter()
             generate(model, ids, args.new_tokens)
+            warm_up_s[name] = time.perf_counter() - t  # a compiled variant compiles here
         for r in range(args.repeats):
             for name, (generate, model) in engines.items():
                 runs[name].append(generate(model, ids, args.new_tokens))
@@ -326,11 +372,32 @@ def bench(args: argparse.Namespace) -> dict:
                 print(f"run {r + 1}/{args.repeats} {name}: prefill {PROMPT_TOKENS / p:.1f} tok/s, "
                       f"decode {(args.new_tokens - 1) / d:.1f} tok/s", flush=True)
         rows = {name: throughput(name, rs, args.new_tokens) for name, rs in runs.items()}
-        del ours, hf, engines, model  # free the memory before the child processes run
+        for name, row in rows.items():
+            row["warm_up_s"] = warm_up_s[name]
+            variant = name.removeprefix("luoxia ")
+            if variant in quality:
+                row["quality"] = quality[variant]
+            elif variant.split("+")[0] in quality:  # compiling changes no weights
+                row["quality"] = quality[variant.split("+")[0]]
+
+        if not args.skip_batch:
+            # BATCH different prompts (the prompt rotated), all PROMPT_TOKENS long: one unpadded batch.
+            prompts = [ids[i:] + ids[:i] for i in range(BATCH)]
+            for name in [n for n in engines if n.startswith("luoxia ") and "int" in n]:
+                loaded_variant = engines[name][1]
+                print(f"batch {BATCH}: {name}", flush=True)
+                ours_generate(loaded_variant, prompts, args.batch_tokens)  # warm-up (and compile)
+                decode = [BATCH * (args.batch_tokens - 1) / ours_generate(loaded_variant, prompts, args.batch_tokens)[1]
+                          for _ in range(args.repeats)]
+                rows[name]["batch_decode_tok_s"] = statistics.median(decode)
+                rows[name]["batch_ratio"] = rows[name]["batch_decode_tok_s"] / rows[name]["decode_tok_s"]
+        del ours, hf, engines, model, loaded  # free the memory before the child processes run
         gc.collect()
 
         print("fresh processes (time to first token) ...", flush=True)
         for variant in args.variants:
+            if "+compile" in variant:  # prefill is eager, so its first token comes as without compile
+                continue
             rows[f"luoxia {variant}"].update(cold_and_warm(OURS, args, ids, args.model, work, warm_home,
                                                            variant=variant))
         rows["transformers float32"].update(cold_and_warm(HF, args, ids, str(path), work, None))
@@ -361,10 +428,27 @@ def bench(args: argparse.Namespace) -> dict:
               for name, r in rows.items() if name != "transformers float32"}
     default = f"luoxia {DEFAULT_VARIANT}" if f"luoxia {DEFAULT_VARIANT}" in rows else f"luoxia {args.variants[0]}"
     ours_row = rows[default]
+    fastest = max((n for n in rows if n.startswith("luoxia ")), key=lambda n: rows[n]["decode_tok_s"])
     targets = {"decode_ratio": {"target": TARGET_DECODE_RATIO, "value": ratios[default]["decode"], "row": default,
-                                "met": ratios[default]["decode"] >= TARGET_DECODE_RATIO},
-               "warm_ttft_s": {"target": TARGET_WARM_TTFT_S, "value": ours_row["ttft_warm_s"],
-                               "met": ours_row["ttft_warm_s"] <= TARGET_WARM_TTFT_S}}
+                                "met": ratios[default]["decode"] >= TARGET_DECODE_RATIO}}
+    if "ttft_warm_s" in ours_row:
+        targets["warm_ttft_s"] = {"target": TARGET_WARM_TTFT_S, "value": ours_row["ttft_warm_s"], "row": default,
+                                  "met": ours_row["ttft_warm_s"] <= TARGET_WARM_TTFT_S}
+    if "llama.cpp Q4_1" in rows:
+        llama = rows["llama.cpp Q4_1"]["decode_tok_s"]
+        for name in dict.fromkeys([default, fastest]):
+            ratio = rows[name]["decode_tok_s"] / llama
+            ratios[name]["decode_vs_llamacpp"] = ratio
+            targets[f"llamacpp_ratio {name}"] = {"target": TARGET_LLAMACPP_RATIO, "value": ratio, "row": name,
+                                                 "met": ratio >= TARGET_LLAMACPP_RATIO}
+    for name, row in rows.items():
+        if "batch_ratio" in row:
+            targets[f"batch_ratio {name}"] = {"target": TARGET_BATCH_RATIO, "value": row["batch_ratio"], "row": name,
+                                              "met": row["batch_ratio"] >= TARGET_BATCH_RATIO}
+        if "quality" in row and "float32" not in name:
+            worst = max(row["quality"]["ratio_to_float32"])
+            targets[f"perplexity_ratio {name}"] = {"target": TARGET_PERPLEXITY_RATIO, "value": worst, "row": name,
+                                                   "met": worst <= TARGET_PERPLEXITY_RATIO}
     if hasattr(os, "getloadavg"):
         info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return {"machine": info, "model": args.model, "model_file": str(path), "prompt_text": PROMPT_TEXT,
@@ -390,19 +474,23 @@ def report(result: dict) -> None:
               f"{m['load_average_at_end']} (this benchmark adds about {result['threads']}; "
               "more means other processes shared the CPUs)")
     print()
-    print("| engine | prefill tok/s | decode tok/s | TTFT cold s | TTFT warm s | load s warm / cold "
-          "| peak RSS MB warm / cold |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| engine | prefill tok/s | decode tok/s | batch {BATCH} tok/s | perplexity vs float32 | warm-up s "
+          "| TTFT cold s | TTFT warm s | load s warm / cold | peak RSS MB warm / cold |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in result["rows"].items():
         load = f"{fmt(r.get('load_warm_s'), 2)} / {fmt(r.get('load_cold_s'), 2)}"
         rss = f"{fmt(r.get('peak_rss_warm_mb'), 0)} / {fmt(r.get('peak_rss_cold_mb'), 0)}"
-        print(f"| {name} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} | {fmt(r.get('ttft_cold_s'), 2)} "
+        quality = r.get("quality", {}).get("ratio_to_float32")
+        quality = " / ".join(f"{q:.4f}" for q in quality) if quality else "—"
+        print(f"| {name} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} | {fmt(r.get('batch_decode_tok_s'), 1)} "
+              f"| {quality} | {fmt(r.get('warm_up_s'), 1)} | {fmt(r.get('ttft_cold_s'), 2)} "
               f"| {fmt(r.get('ttft_warm_s'), 2)} | {load} | {rss} |")
     ratios, rows = result["ratios"], result["rows"]
     print()
     for name, r in ratios.items():
+        vs_llama = f", decode {r['decode_vs_llamacpp']:.2f}x llama.cpp" if "decode_vs_llamacpp" in r else ""
         print(f"{name}/transformers: decode {r['decode']:.2f}x (best runs {r['decode_best']:.2f}x), "
-              f"prefill {r['prefill']:.2f}x (best runs {r['prefill_best']:.2f}x)")
+              f"prefill {r['prefill']:.2f}x (best runs {r['prefill_best']:.2f}x){vs_llama}")
     noisy = [name for name, r in rows.items() if r["decode_spread"] > 1.5]
     if noisy:
         print(f"warning: decode speed varied more than 1.5x between runs ({', '.join(noisy)}): other work was "
@@ -415,12 +503,13 @@ def report(result: dict) -> None:
     if not result["transformers_tokenizer_agrees"]:
         print("note: transformers' tokenizer splits the prompt differently (both engines got our ids)")
     print(f"llama.cpp: {result['llamacpp']}")
-    t = result["targets"]
-    print(f"\ntargets, for the default ({result['default_row']}):")
-    print(f"target decode >= {t['decode_ratio']['target']}x transformers: "
-          f"{'met' if t['decode_ratio']['met'] else 'NOT met'} ({t['decode_ratio']['value']:.2f}x)")
-    print(f"target warm TTFT <= {t['warm_ttft_s']['target']:.0f} s: "
-          f"{'met' if t['warm_ttft_s']['met'] else 'NOT met'} ({t['warm_ttft_s']['value']:.2f} s)")
+    print(f"\ntargets (the default is {result['default_row']}):")
+    what = {"decode_ratio": "decode >= {target}x transformers", "warm_ttft_s": "warm TTFT <= {target} s",
+            "llamacpp_ratio": "decode >= {target}x llama.cpp", "batch_ratio": f"batch {BATCH} >= {{target}}x batch 1",
+            "perplexity_ratio": "perplexity <= {target}x float32's"}
+    for key, t in result["targets"].items():
+        label = what[key.split()[0]].format(target=t["target"])
+        print(f"  {t['row']}: {label}: {'met' if t['met'] else 'NOT met'} ({t['value']:.3f})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -428,10 +517,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed runs (and warm processes) per engine (default 3)")
     p.add_argument("--new-tokens", type=int, default=128, help="tokens to generate per run (default 128)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all CPUs)")
-    p.add_argument("--variants", type=lambda s: s.split(","), default=["float32", "int8", "int4"],
-                   help=f"our rows, comma-separated, from {', '.join(VARIANTS)} (default float32,int8,int4)")
+    p.add_argument("--variants", type=lambda s: s.split(","), default=["float32", "int8", "int4", "int4+compile"],
+                   help=f"our rows, comma-separated, from {', '.join(VARIANTS)} (default float32,int8,int4,"
+                        "int4+compile)")
     p.add_argument("--variant", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--skip-cold", action="store_true", help="skip the cold-start processes (slow)")
+    p.add_argument("--skip-batch", action="store_true", help=f"skip the batch-{BATCH} decode of the int rows")
+    p.add_argument("--batch-tokens", type=int, default=64, help=f"new tokens per row at batch {BATCH} (default 64)")
     p.add_argument("--model", default="smollm2", help="registry name or GGUF file (default smollm2)")
     p.add_argument("--llamacpp-python", default=None,
                    help="a Python that can import llama_cpp, for the llama.cpp row (default: this one)")
@@ -439,8 +531,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ids", help=argparse.SUPPRESS)
     p.add_argument("--throughput", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.new_tokens < 2 or args.threads < 1:
-        p.error("--repeats and --threads must be >= 1 and --new-tokens >= 2")
+    if args.repeats < 1 or args.new_tokens < 2 or args.batch_tokens < 2 or args.threads < 1:
+        p.error("--repeats and --threads must be >= 1, --new-tokens and --batch-tokens >= 2")
     if not args.variants or set(args.variants) - set(VARIANTS):
         p.error(f"--variants takes names from {', '.join(VARIANTS)}")
     return args

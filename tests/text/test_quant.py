@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from luoxia.core.errors import InvalidParameterError
-from luoxia.text.quant import Float32Linear, Int4Linear, Int8Linear, choose_quant, quantize
+from luoxia.text.quant import Int4Linear, Int8Linear, choose_quant, quantize
 
 HELD_OUT = Path("/usr/share/common-licenses/GPL-3")  # long English prose that ships with Debian
 
@@ -50,11 +50,11 @@ def test_quantize_picks_layers(tiny_llama_dir):
 
     model = TextModel.load(str(tiny_llama_dir), quant="none").model
     quantize(model, "int4")
-    assert isinstance(model.output, Float32Linear) and model.output.weight.dtype == torch.float32
+    assert isinstance(model.output, Int8Linear) and model.output.weight.dtype == torch.int8
     assert isinstance(model.layers[0].attention.wqkv, Int4Linear)  # in_features 64: groups of 32 fit
     assert model.tok_embeddings.weight.dtype == torch.bfloat16
     logits = model(torch.arange(10)[None])
-    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
 
 
 def test_choose_quant_keeps_the_source_precision():

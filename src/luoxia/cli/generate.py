@@ -42,6 +42,7 @@ class ModelChoice:
     device: str | None
     dtype: str | None
     quant: str | None
+    compile: bool = False
 
 
 # --- flags ---------------------------------------------------------------------------------------
@@ -120,6 +121,9 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quant", choices=["auto", "none", "int8", "int4"],
                    help="weight quantization on the CPU (default auto: a 4-bit GGUF runs as int4, an 8-bit one "
                         "as int8, float weights unquantized); none computes in --dtype and matches transformers")
+    g.add_argument("--compile", action="store_true",
+                   help="compile the decode step with torch.compile: about twice the CPU decode speed, after "
+                        "a one-time compile of 15 s (cached) to 2 minutes (first ever); for long outputs and servers")
     g.add_argument("--truncate", action="store_true",
                    help="drop the oldest prompt tokens when the prompt does not fit the context window")
 
@@ -191,7 +195,7 @@ def _watermark(args: argparse.Namespace):
 
 
 def _model_choice(args: argparse.Namespace) -> ModelChoice:
-    return ModelChoice(args.model, args.device, args.dtype, args.quant)
+    return ModelChoice(args.model, args.device, args.dtype, args.quant, args.compile)
 
 
 # --- generate ------------------------------------------------------------------------------------
@@ -385,7 +389,7 @@ def load_model(choice: ModelChoice) -> TextModel:
 
     pick_dtype(choice.dtype, pick_device(choice.device))
     given = {"name_or_path": choice.name, "device": choice.device, "dtype": choice.dtype, "quant": choice.quant}
-    return TextModel.load(**{k: v for k, v in given.items() if v is not None})
+    return TextModel.load(**{k: v for k, v in given.items() if v is not None}, compile=choice.compile)
 
 
 def use_chat(model: TextModel, chat: bool | None, system: str | None) -> bool:
@@ -406,5 +410,6 @@ def stats_line(result: GenerationResult) -> str:
     parts = [f"{s['new_tokens']} tokens", f"prompt {s['prompt_tokens']}",
              f"first token {s['time_to_first_token_s']:.2f} s", f"{rate:.1f} tok/s" if rate else "- tok/s",
              f"finish: {s['finish_reason']}",
-             " ".join([s["device"], s["dtype"], *([s["quant"]] if s.get("quant", "none") != "none" else [])])]
+             " ".join([s["device"], s["dtype"], *([s["quant"]] if s.get("quant", "none") != "none" else []),
+                       *(["compiled"] if s.get("compiled") else [])])]
     return "[" + " · ".join(parts) + "]"

@@ -61,6 +61,10 @@ def serve(args: argparse.Namespace) -> int:
               f"can use it (set --api-key or ${API_KEY_ENV})", file=sys.stderr)
     images = load_images(args.image_model)
     text = load_model(_model_choice(args))
+    if args.compile:
+        print("luoxia: compiling the decode step (15 s with a warm compile cache, up to a few minutes the first "
+              "time)", file=sys.stderr)
+        text.warm_up()
 
     import uvicorn
 

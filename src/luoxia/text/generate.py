@@ -8,7 +8,7 @@ boolean mask hides the padding and positions count only real tokens, as transfor
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -122,8 +122,11 @@ def decode_steps(
     eos_ids: Sequence[int],
     pad_id: int,
     generator: torch.Generator | None = None,
+    one_token_forward: Callable[..., torch.Tensor] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of every row (B,) for up to `max_new_tokens` steps (greedy or sampled).
+
+    `one_token_forward` runs the one-token steps instead of `model` (a compiled copy: `text.compiled`).
 
     Rows that have produced an EOS token get `pad_id` from then on; the loop ends when all rows
     have finished. Closing the generator stops generation at once.
@@ -156,4 +159,4 @@ def decode_steps(
             return
         pos = real[:, :cur + 1].sum(-1, keepdim=True) - 1 if padded else None
         mask = padding_mask(real, cur, cur + 1) if padded else None
-        logits = model(next_tokens[:, None], caches, cur, pos, mask)
+        logits = (one_token_forward or model)(next_tokens[:, None], caches, cur, pos, mask)

@@ -8,8 +8,9 @@ plus scales and multiplied by PyTorch's packed CPU kernels (`_weight_int4pack_mm
 int4 uses llama.cpp's Q4_1 grid: in each group of 32 weights w ≈ scale·q + min, q ∈ [0, 15],
 with scale = (max − min)/15. A Q4_1 GGUF was quantized on exactly this grid, so re-quantizing its
 dequantized weights gives back the file's own 4-bit values (up to the bfloat16 rounding of the
-scales). The output projection stays float32: bfloat16 logits are rounded to 1/8 near 25, enough to
-swap near-tied tokens, and it is only a sixth of the model's weights.
+scales). The output projection (tied to the token embedding, which a Q4_1 GGUF stores as Q8_0) is
+int8 per row: int4 there costs 2.4-5.7% perplexity, int8 under 0.1% (measured on two Debian
+license texts), and in float32 it would read 113 MB a token, twice what all the int4 layers read.
 """
 
 from __future__ import annotations
@@ -44,19 +45,6 @@ class Int8Linear(nn.Module):
         y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.weight, self.scales)
         y = y.view(*x.shape[:-1], -1)
         return y if self.bias is None else y + self.bias
-
-
-class Float32Linear(nn.Linear):
-    """A float32 linear layer in a bfloat16 model: computes and returns float32."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
-        self.weight = nn.Parameter(weight.detach().float(), requires_grad=False)
-        if bias is not None:
-            self.bias = nn.Parameter(bias.detach().float(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float())
 
 
 class Int4Linear(nn.Module):
@@ -101,10 +89,10 @@ def choose_quant(requested: str | None, source_dtype: str, device: torch.device)
 
 def quantize(model: nn.Module, mode: Quant) -> nn.Module:
     """Replace the transformer's linear layers in place: int4 where rows split into groups of 32 (else
-    int8); the output projection float32. Everything else becomes bfloat16."""
+    int8); the output projection int8. Everything else becomes bfloat16."""
     if mode == "none":
         return model
-    output = Float32Linear(model.output.weight, model.output.bias)
+    output = Int8Linear(model.output.weight, model.output.bias)
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear) and child is not model.output:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from luoxia.core.compile import compile_or_eager
+
 
 def lm_loss(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy, in float32, of (B, T+1) token windows: the model reads x[:, :-1]
@@ -39,23 +41,5 @@ def make_optimizer(model: torch.nn.Module, *, lr: float, betas: tuple[float, flo
 
 
 def compiled(fn: Callable, log: Callable[[str], None]) -> Callable:
-    """`torch.compile(fn)`, falling back to `fn` itself, with a note, when the first call fails to
-    compile (no C++ compiler on a CPU machine, an unsupported platform). A real error in `fn` is
-    raised again by the eager call."""
-    use, first = torch.compile(fn), True
-
-    def call(*args):
-        nonlocal use, first
-        if not first:
-            return use(*args)
-        first = False
-        try:
-            return use(*args)
-        except Exception as e:  # noqa: BLE001 (whatever the compiler raises)
-            reason = (str(e).strip().splitlines() or [""])[0][:200]
-            log(f"note: torch.compile failed ({type(e).__name__}: {reason}); training without it "
-                "(compile = false skips the attempt)")
-            use = fn
-            return fn(*args)
-
-    return call
+    """`torch.compile(fn)`, or `fn` itself (with a note) where compiling fails: see core.compile."""
+    return compile_or_eager(fn, log, "training (compile = false skips the attempt)")

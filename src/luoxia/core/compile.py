@@ -1,0 +1,29 @@
+"""`torch.compile` with a fallback: a machine without a working compiler still runs, eagerly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def compile_or_eager(fn: Callable, log: Callable[[str], None], what: str, **compile_kwargs) -> Callable:
+    """`torch.compile(fn, **compile_kwargs)`, falling back to `fn` itself, with a note, when the first
+    call fails to compile (no C++ compiler on a CPU machine, an unsupported platform). A real error
+    in `fn` is raised again by the eager call. `what` names the job in the note ("training")."""
+    use, first = torch.compile(fn, **compile_kwargs), True
+
+    def call(*args, **kwargs):
+        nonlocal use, first
+        if not first:
+            return use(*args, **kwargs)
+        first = False
+        try:
+            return use(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 (whatever the compiler raises)
+            reason = (str(e).strip().splitlines() or [""])[0][:200]
+            log(f"note: torch.compile failed ({type(e).__name__}: {reason}); {what} without it")
+            use = fn
+            return fn(*args, **kwargs)
+
+    return call

@@ -1,0 +1,42 @@
+"""The one-token decode step compiled with `torch.compile` (`TextModel.load(compile=True)`, `--compile`).
+
+At batch 1 on a CPU the eager step spends about as long outside its matmuls as in them: each of the
+30 layers of SmolLM2-135M runs some twenty small ops (norms, rotary embedding, SwiGLU, residual
+adds, cache writes), each a Python call and a pass over memory. Inductor fuses them into a few
+loops, and its C++ wrapper (`cpp_wrapper`) calls the kernels without Python in between. The
+int4/int8 matmuls stay the same PyTorch kernels. On the project's 2-core CPU this takes int4 decode
+from about 60 to about 120 tokens/s (benchmarks/text_decode.py, README "Speed").
+
+What it costs: the first call compiles, about 100 s on 2 cores the first time and about 16 s once
+Inductor's on-disk cache holds the kernels. So it is an option for long generations and servers,
+not the default of a one-shot command. Prefill (many tokens at once) stays eager: it is one call
+per prompt and its matmuls dominate.
+
+Guards: before each call Dynamo checks its assumptions, some 4,000 of them about the model's
+modules (hooks, types, parameters), which cost almost a millisecond a token. A loaded model is
+frozen (quantized once, never changed), so only the guards on the call's own arguments are kept:
+the tokens, the caches (their shapes and strides), the positions and the mask. Shapes are dynamic
+(`dynamic=True`), so the growing cache length never recompiles; a new batch size compiles once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from luoxia.core.compile import compile_or_eager
+from luoxia.text.model import Transformer
+
+
+def keep_argument_guards(entries: list) -> list[bool]:
+    """Dynamo guard filter: drop the guards on the module itself (`self...`), keep all others."""
+    return [not str(entry.name).startswith(("self.", "self[", "type(self")) for entry in entries]
+
+
+def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print) -> Callable:
+    """A function with the model's forward signature, compiled for one-token steps. Falls back to
+    the eager model (with a note) where compiling fails, e.g. without a C++ compiler."""
+    options = {"guard_filter_fn": keep_argument_guards}
+    if model.tok_embeddings.weight.device.type == "cpu":
+        options["cpp_wrapper"] = True
+    return compile_or_eager(model, log, "decoding", dynamic=True, options=options)
+
