@@ -72,7 +72,26 @@ def test_conversion_is_cached_and_reused(tmp_path, llama256_dir, monkeypatch):
     # A damaged cache entry is rebuilt, not fatal.
     (entries[0] / "model.safetensors").write_bytes(b"garbage")
     assert cache.load_cached(cold.sha256) is None
-    assert TextModel.load(str(path)).load_info["from_cache"] is False
+    assert TextModel.load(str(path), quant="none").load_info["from_cache"] is False
+
+
+def test_quantized_model_is_cached_and_reused(tmp_path, llama256_dir, monkeypatch):
+    monkeypatch.setenv("LUOXIA_HOME", str(tmp_path / "home"))
+    path = write_gguf(tmp_path / "tiny.gguf", llama256_dir, "Q4_1")
+    cold = TextModel.load(str(path), quant="int4")
+    packed = cache.quantized_path(cold.sha256, "int4")
+    assert packed.is_file()
+    warm = TextModel.load(str(path), quant="int4")  # built on the meta device, filled from the file
+    tokens = torch.tensor([[1, 5, 9, 14, 3]])
+    with torch.no_grad():
+        assert torch.equal(cold.model(tokens), warm.model(tokens))
+    for (name, a), (_, b) in zip(cold.model.state_dict().items(), warm.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    packed.write_bytes(b"garbage")  # damaged: quantized again, and rewritten
+    again = TextModel.load(str(path), quant="int4")
+    with torch.no_grad():
+        assert torch.equal(again.model(tokens), cold.model(tokens))
+    assert cache.load_quantized(cold.sha256, "int4") is not None
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

@@ -26,7 +26,7 @@ def q4_1_weights(out_features: int, in_features: int, seed: int = 0) -> torch.Te
 
 def test_int4_reproduces_q4_1_weights_up_to_bfloat16_rounding():
     w = q4_1_weights(96, 128)
-    layer = Int4Linear(w, None)
+    layer = Int4Linear.from_float(w, None)
     identity = torch.eye(128, dtype=torch.bfloat16)
     recovered = layer(identity).float().t()  # row i of x·Wᵀ for x = e_i is column i of W
     # bfloat16 rounds the zero point and the output: allow one bfloat16 step of the group's magnitude, far
@@ -39,7 +39,7 @@ def test_int8_and_int4_are_close_to_float(tmp_path):
     g = torch.Generator().manual_seed(1)
     w, b, x = torch.randn(64, 96, generator=g), torch.randn(64, generator=g), torch.randn(3, 5, 96, generator=g)
     ref = torch.nn.functional.linear(x, w, b)
-    for layer, tolerance in ((Int8Linear(w, b), 0.02), (Int4Linear(w, b), 0.12)):
+    for layer, tolerance in ((Int8Linear.from_float(w, b), 0.02), (Int4Linear.from_float(w, b), 0.12)):
         y = layer(x.bfloat16()).float()
         assert y.shape == ref.shape
         assert (y - ref).norm() / ref.norm() < tolerance, type(layer).__name__

@@ -1,6 +1,7 @@
 """From a model name or path to a ready `Transformer` and its tokenizer.
 
 GGUF files are converted once and cached (see `formats.cache`); HF folders are read directly.
+Quantized models are cached too, so a second load skips quantizing.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ from pathlib import Path
 import torch
 
 from luoxia.core import registry
-from luoxia.core.errors import ModelNotFoundError
+from luoxia.core.device import pick_dtype
+from luoxia.core.errors import InvalidParameterError, ModelNotFoundError
 from luoxia.core.filehash import cached_sha256
 from luoxia.text.formats import cache
 from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.model import Transformer
+from luoxia.text.quant import choose_quant, quantize
 
 
-def load_bundle(name_or_path: str, use_cache: bool = True) -> tuple[ModelBundle, dict]:
-    """The model's bundle and how it was loaded: {"from_cache": bool, "load_s": seconds}."""
+def load_bundle(name_or_path: str, use_cache: bool = True, weights: bool = True) -> tuple[ModelBundle, dict]:
+    """The model's bundle and how it was loaded: {"from_cache": bool, "load_s": seconds}. Without
+    `weights`, a bundle from the cache comes without its float weights (state_dict empty)."""
     from luoxia.text.formats.gguf import load_gguf
     from luoxia.text.formats.hf import load_hf
 
@@ -30,7 +34,7 @@ def load_bundle(name_or_path: str, use_cache: bool = True) -> tuple[ModelBundle,
         bundle, from_cache = load_hf(path), False
     elif path.suffix.lower() == ".gguf" or _looks_like_gguf(path):
         sha = cached_sha256(path)
-        bundle = cache.load_cached(sha) if use_cache else None
+        bundle = cache.load_cached(sha, weights=weights) if use_cache else None
         from_cache = bundle is not None
         if bundle is None:
             bundle = load_gguf(path)
@@ -61,3 +65,30 @@ def build_model(bundle: ModelBundle, device: torch.device, dtype: torch.dtype) -
     if bundle.config.tie_embeddings:
         model.output.weight = model.tok_embeddings.weight
     return model.to(device=device, dtype=dtype).eval()
+
+
+def load_model(name_or_path: str, device: torch.device, dtype: str | None, quant: str | None,
+               use_cache: bool = True) -> tuple[Transformer, ModelBundle, dict]:
+    """The ready model, quantized as `quant` asks (see `text.quant.choose_quant`), its bundle (tokenizer
+    and names; the model owns the weights) and how it was loaded ({"from_cache", "quant", ...})."""
+    bundle, info = load_bundle(name_or_path, use_cache=use_cache, weights=False)
+    mode = choose_quant(quant, bundle.source_dtype, device)
+    if mode != "none" and dtype not in (None, "auto", "bfloat16"):
+        raise InvalidParameterError(f"--quant {mode} computes in bfloat16; drop --dtype {dtype} or use --quant none")
+    packed = cache.load_quantized(bundle.sha256, mode) if use_cache and mode != "none" else None
+    if packed is not None:
+        with torch.device("meta"):
+            model = quantize(Transformer(bundle.config), mode, empty=True)
+        model.load_state_dict(packed, assign=True, strict=True)
+        model.eval()
+    else:
+        if not bundle.state_dict:  # the float weights were cached, the quantized ones not yet
+            bundle, info = load_bundle(name_or_path, use_cache=use_cache)
+        model = build_model(bundle, device, pick_dtype(dtype, device) if mode == "none" else torch.float32)
+        quantize(model, mode)
+        if use_cache and mode != "none":
+            with contextlib.suppress(OSError):  # a full or read-only cache only costs quantizing next time
+                cache.store_quantized(bundle.sha256, mode, model.state_dict())
+    bundle.state_dict = {}  # the model owns the tensors now
+    info["quant"] = mode
+    return model, bundle, info

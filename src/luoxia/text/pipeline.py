@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from luoxia.core.artifact import Artifact
-from luoxia.core.device import pick_device, pick_dtype
+from luoxia.core.device import pick_device
 from luoxia.core.errors import InputEncodingError, InvalidParameterError, PromptTooLongError
 from luoxia.core.provenance import Provenance
 from luoxia.core.registry import DEFAULT_TEXT_MODEL
@@ -31,9 +31,8 @@ from luoxia.text.chat import Message
 from luoxia.text.compiled import compiled_decode_step
 from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.generate import GenerationConfig, decode_steps
-from luoxia.text.loader import build_model, load_bundle
+from luoxia.text.loader import load_model
 from luoxia.text.model import Transformer
-from luoxia.text.quant import choose_quant, quantize
 from luoxia.text.stopping import find_stop, safe_length
 from luoxia.text.tokenizer import Tokenizer
 
@@ -111,21 +110,10 @@ class TextModel:
         of 15 s to a few minutes).
         """
         t0 = time.perf_counter()
-        dev = pick_device(device)
-        bundle, info = load_bundle(name_or_path, use_cache=use_cache)
-        mode = choose_quant(quant, bundle.source_dtype, dev)
-        if mode != "none" and dtype not in (None, "auto", "bfloat16"):
-            raise InvalidParameterError(
-                f"--quant {mode} computes in bfloat16; drop --dtype {dtype} or use --quant none"
-            )
-        model = build_model(bundle, dev, pick_dtype(dtype, dev) if mode == "none" else torch.float32)
-        quantize(model, mode)
-        info["quant"] = mode
+        model, bundle, info = load_model(name_or_path, pick_device(device), dtype, quant, use_cache=use_cache)
         info["load_s"] = round(time.perf_counter() - t0, 3)
-        tokenizer = bundle.tokenizer
-        bundle.state_dict = {}  # the model owns the tensors now
         info["compile"] = compile
-        loaded = cls(model, tokenizer, bundle, info)
+        loaded = cls(model, bundle.tokenizer, bundle, info)
         if compile:
             loaded.decode_step = compiled_decode_step(model, log=lambda message: print(message, file=sys.stderr))
         return loaded

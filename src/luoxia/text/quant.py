@@ -31,15 +31,24 @@ EIGHT_BIT_SOURCES = {"Q8_0", "Q5_0", "Q5_1", "Q5_K", "Q6_K"}
 
 
 class Int8Linear(nn.Module):
-    """y = x · (q · scale)ᵀ + b with q int8 per output row."""
+    """y = x · (q · scale)ᵀ + b with q int8 per output row. `from_float` quantizes a weight; the
+    constructor makes empty buffers for `load_state_dict` (a model loaded from the quantized cache)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(self, out_features: int, in_features: int, bias: bool):
         super().__init__()
+        self.register_buffer("weight", torch.empty(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scales", torch.empty(out_features, dtype=torch.bfloat16))
+        self.register_buffer("bias", torch.empty(out_features, dtype=torch.bfloat16) if bias else None)
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> Int8Linear:
+        layer = cls(*weight.shape, bias is not None)
         w = weight.float()
         scales = w.abs().amax(dim=1).clamp(min=1e-8) / 127
-        self.register_buffer("weight", (w / scales[:, None]).round().clamp(-128, 127).to(torch.int8))
-        self.register_buffer("scales", scales.to(torch.bfloat16))
-        self.register_buffer("bias", None if bias is None else bias.to(torch.bfloat16))
+        layer.weight = (w / scales[:, None]).round_().clamp_(-128, 127).to(torch.int8)
+        layer.scales = scales.to(torch.bfloat16)
+        layer.bias = None if bias is None else bias.to(torch.bfloat16)
+        return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.weight, self.scales)
@@ -48,22 +57,31 @@ class Int8Linear(nn.Module):
 
 
 class Int4Linear(nn.Module):
-    """y = x · Wᵀ + b with W stored as 4-bit codes in groups of 32 (Q4_1 grid), packed for the CPU kernel."""
+    """y = x · Wᵀ + b with W stored as 4-bit codes in groups of 32 (Q4_1 grid), packed for the CPU kernel.
+    `from_float` quantizes a weight; the constructor makes empty buffers for `load_state_dict`."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(self, out_features: int, in_features: int, bias: bool):
         super().__init__()
+        self.out_features = out_features
+        self.register_buffer("weight", torch.empty(out_features, in_features // 2, dtype=torch.uint8))
+        self.register_buffer("scales_and_zeros", torch.empty(in_features // GROUP, out_features, 2,
+                                                             dtype=torch.bfloat16))
+        self.register_buffer("bias", torch.empty(out_features, dtype=torch.bfloat16) if bias else None)
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> Int4Linear:
         out_features, in_features = weight.shape
+        layer = cls(out_features, in_features, bias is not None)
         groups = weight.float().reshape(out_features, in_features // GROUP, GROUP)
         lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)
         scale = ((hi - lo) / 15).clamp(min=1e-8)
-        codes = ((groups - lo[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32)
+        codes = ((groups - lo[..., None]) / scale[..., None]).round_().clamp_(0, 15).to(torch.int32)
         # The kernel computes (q − 8)·scale + zero, so zero = min + 8·scale. Layout (in/GROUP, out, 2).
         scales_and_zeros = torch.stack((scale, lo + 8 * scale), dim=-1).transpose(0, 1).contiguous()
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.reshape(out_features, in_features), 1)
-        self.register_buffer("weight", packed)
-        self.register_buffer("scales_and_zeros", scales_and_zeros.to(torch.bfloat16))
-        self.register_buffer("bias", None if bias is None else bias.to(torch.bfloat16))
-        self.out_features = out_features
+        layer.weight = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.reshape(out_features, in_features), 1)
+        layer.scales_and_zeros = scales_and_zeros.to(torch.bfloat16)
+        layer.bias = None if bias is None else bias.to(torch.bfloat16)
+        return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(
@@ -87,17 +105,24 @@ def choose_quant(requested: str | None, source_dtype: str, device: torch.device)
     return requested  # type: ignore[return-value]
 
 
-def quantize(model: nn.Module, mode: Quant) -> nn.Module:
+def quantize(model: nn.Module, mode: Quant, empty: bool = False) -> nn.Module:
     """Replace the transformer's linear layers in place: int4 where rows split into groups of 32 (else
-    int8); the output projection int8. Everything else becomes bfloat16."""
+    int8); the output projection int8. Everything else becomes bfloat16. `empty` only lays out the
+    quantized model (no weights read; `load_state_dict` fills it), e.g. for a model on the meta device."""
     if mode == "none":
         return model
-    output = Int8Linear(model.output.weight, model.output.bias)
+
+    def replace(layer: nn.Linear, kind: type[Int4Linear | Int8Linear]) -> nn.Module:
+        if empty:
+            return kind(layer.out_features, layer.in_features, layer.bias is not None)
+        return kind.from_float(layer.weight, layer.bias)
+
+    output = replace(model.output, Int8Linear)
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear) and child is not model.output:
                 use_int4 = mode == "int4" and child.in_features % GROUP == 0
-                setattr(module, child_name, (Int4Linear if use_int4 else Int8Linear)(child.weight, child.bias))
+                setattr(module, child_name, replace(child, Int4Linear if use_int4 else Int8Linear))
     model.output = None
     model.to(torch.bfloat16)
     model.output = output
