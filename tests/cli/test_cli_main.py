@@ -72,6 +72,9 @@ def test_models_json(luoxia, smollm2_path):
     assert entries["smollm2"]["kind"] == "embedded"
     assert entries["smollm2"]["size_bytes"] == smollm2_path.stat().st_size
     assert entries["smollm2"]["source"] == str(smollm2_path)
+    for name, package in (("shapes", "image"), ("digits", "image"), ("chorale", "music"), ("moving-shapes", "video")):
+        assert entries[name]["kind"] == "embedded" and entries[name]["size_bytes"] > 0, name
+        assert entries[name]["source"].endswith(f"{package}/weights/{name}"), name
 
 
 @pytest.mark.parametrize("n, text", [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (98362432, "93.8 MiB"),

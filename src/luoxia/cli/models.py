@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def models(*, as_json: bool) -> int:
     from luoxia.core.registry import list_models
 
-    entries = list_models() + image_models()
+    entries = list_models() + modality_models()
     if as_json:
         print(json.dumps([dataclasses.asdict(e) for e in entries], ensure_ascii=False, indent=2))
         return 0
@@ -31,17 +31,22 @@ def models(*, as_json: bool) -> int:
     return 0
 
 
-def image_models() -> list:
-    """The embedded image models (shipped inside luoxia.image), as registry entries."""
+def modality_models() -> list:
+    """The embedded image, music and video models (shipped inside their packages), as registry entries."""
     from luoxia.core.registry import ModelEntry
-    from luoxia.image.pipeline import EMBEDDED, WEIGHTS
+    from luoxia.image import pipeline as image
+    from luoxia.music import pipeline as music
+    from luoxia.video import pipeline as video
 
+    trainers = {image: "scripts/train_image_defaults.py", music: "scripts/train_music_default.py",
+                video: "scripts/train_video_default.py"}
     entries = []
-    for name, about in EMBEDDED.items():
-        path = WEIGHTS / name / "model.safetensors"
-        size = path.stat().st_size if path.is_file() else 0
-        entries.append(ModelEntry(name, "embedded", size, str(path.parent) if size else "missing: "
-                                  "scripts/train_image_defaults.py", about))
+    for module, trainer in trainers.items():
+        for name, about in module.EMBEDDED.items():
+            path = module.WEIGHTS / name / "model.safetensors"
+            size = path.stat().st_size if path.is_file() else 0
+            entries.append(ModelEntry(name, "embedded", size, str(path.parent) if size else f"missing: {trainer}",
+                                      about))
     return entries
 
 

@@ -34,6 +34,7 @@ from luoxia.text.model import Transformer
 
 WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "chorale"
+EMBEDDED = {"chorale": "four-voice chorale model trained on music21's Bach chorales (REMI-style tokens)"}
 MAX_BARS = 64
 
 
