@@ -9,6 +9,11 @@ on 唐诗三百首, register it as `tang-poet`, and measure it on a held-out ten
        with consistent punctuation (，then 。/？/！ in every couplet), and how many of their phrases
        are copied from the training poems
 
+Metre line: every fine-tuning and held-out poem gets a third head line, 体裁：五言, 体裁：七言 or
+体裁：杂言 (irregular), after its title and author. Given a title, the model writes the author and
+then commits to a metre in one token that every later line can attend to, instead of inferring
+it again from the first line; a user can also give it ("《春望》\\n作者：杜甫\\n体裁：五言\\n").
+
 Recombined poems: 282 poems are too few to learn metre from. A small model fine-tuned on them alone
 learns the poems, not the metre: it reproduces training lines and breaks metre where it leaves them
 (measured: docs/pretraining.md). So the fine-tuning set adds poems whose couplets are drawn at random
@@ -64,10 +69,27 @@ def regular(body: str) -> bool:
         (mark == "，") if i % 2 == 0 else mark in "。？！" for i, (_, mark) in enumerate(phrases))
 
 
+METRE_PREFIX = "体裁："
+HEAD_PREFIXES = ("《", "作者", METRE_PREFIX)
+
+
 def poem_body(text: str) -> str:
-    """The poem without its title and author lines."""
+    """The poem without its title, author and metre lines."""
     lines = [line for line in text.split("\n") if line.strip()]
-    return "\n".join(line for line in lines if not line.startswith(("《", "作者")))
+    return "\n".join(line for line in lines if not line.startswith(HEAD_PREFIXES))
+
+
+def with_metre(poem: str) -> str:
+    """The poem with a metre line after its title and author: 体裁：五言, 七言 or 杂言 (irregular).
+
+    >>> with_metre("《静夜思》\\n作者：李白\\n床前明月光，疑是地上霜。\\n举头望明月，低头思故乡。").split("\\n")[2]
+    '体裁：五言'
+    """
+    lines = [line for line in poem.split("\n") if line.strip()]
+    head = [line for line in lines if line.startswith(HEAD_PREFIXES) and not line.startswith(METRE_PREFIX)]
+    body = poem_body(poem)
+    metre = {5: "五言", 7: "七言"}.get(len(PHRASE_RE.findall(body)[0][0]), "杂言") if regular(body) else "杂言"
+    return "\n".join([*head, METRE_PREFIX + metre, body])
 
 
 def couplets(body: str) -> list[str]:
@@ -188,8 +210,9 @@ def main() -> int:
               if m]
     extra = recombined_poems(kept, quotes, int(RECOMBINED * min(1.0, SCALE)))
     (WORK / "poems_train.fortune").write_text("\n%\n".join(kept) + "\n", encoding="utf-8")
-    (WORK / "poems_finetune.fortune").write_text("\n%\n".join(kept + extra) + "\n", encoding="utf-8")
-    (WORK / "poems_heldout.fortune").write_text("\n%\n".join(held) + "\n", encoding="utf-8")
+    (WORK / "poems_finetune.fortune").write_text("\n%\n".join(map(with_metre, kept + extra)) + "\n",
+                                                 encoding="utf-8")
+    (WORK / "poems_heldout.fortune").write_text("\n%\n".join(map(with_metre, held)) + "\n", encoding="utf-8")
 
     t0 = time.perf_counter()
     prepare(DataConfig(inputs=[str(FORTUNES / "chinese"), str(FORTUNES / "song100"), str(WORK / "poems_train.fortune")],
