@@ -141,6 +141,7 @@ def decode_steps(
     processors = config.processors(eos_ids, longest)
     eos = torch.tensor([] if config.ignore_eos else list(eos_ids), dtype=torch.long, device=device)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
+    step_forward = model if one_token_forward is None else one_token_forward
 
     # With padding, each row's positions count its own tokens only, from its first real one.
     positions = (real[:, :longest].cumsum(-1) - 1).clamp(min=0) if padded else None
@@ -159,4 +160,4 @@ def decode_steps(
             return
         pos = real[:, :cur + 1].sum(-1, keepdim=True) - 1 if padded else None
         mask = padding_mask(real, cur, cur + 1) if padded else None
-        logits = (one_token_forward or model)(next_tokens[:, None], caches, cur, pos, mask)
+        logits = step_forward(next_tokens[:, None], caches, cur, pos, mask)

@@ -78,9 +78,13 @@ def load_quantized(sha256: str, mode: str) -> dict[str, torch.Tensor] | None:
     from safetensors.torch import load_file
 
     try:
-        return load_file(quantized_path(sha256, mode))
+        tensors = load_file(quantized_path(sha256, mode))
     except Exception:  # absent or damaged: quantize again
         return None
+    # safetensors aligns tensor data to 8 bytes only; PyTorch's packed int4/int8 kernels read with
+    # aligned vector loads on some paths (batched rows) and crash on the file's offsets. A copy puts
+    # every tensor on the allocator's 64-byte boundary.
+    return {name: t.clone() for name, t in tensors.items()}
 
 
 def store_quantized(sha256: str, mode: str, state_dict: dict[str, torch.Tensor]) -> None:
