@@ -71,7 +71,8 @@ def load_model(name_or_path: str, device: torch.device, dtype: str | None, quant
                use_cache: bool = True) -> tuple[Transformer, ModelBundle, dict]:
     """The ready model, quantized as `quant` asks (see `text.quant.choose_quant`), its bundle (tokenizer
     and names; the model owns the weights) and how it was loaded ({"from_cache", "quant", ...})."""
-    bundle, info = load_bundle(name_or_path, use_cache=use_cache, weights=False)
+    # Float weights are skipped when a quantized copy may serve instead (read again below if not).
+    bundle, info = load_bundle(name_or_path, use_cache=use_cache, weights=quant == "none")
     mode = choose_quant(quant, bundle.source_dtype, device)
     if mode != "none" and dtype not in (None, "auto", "bfloat16"):
         raise InvalidParameterError(f"--quant {mode} computes in bfloat16; drop --dtype {dtype} or use --quant none")
