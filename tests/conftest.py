@@ -14,6 +14,16 @@ from tiny_models import make_hf_model, make_tokenizer
 torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread, restored afterwards: tiny models run faster on one, and on a shared 2-core
+    machine two OpenMP threads wait on each other (10x slower). Image and video tests use it for all."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def luoxia_home(tmp_path_factory) -> Path:
     """All tests share one temporary $LUOXIA_HOME, so the embedded model is converted once."""

@@ -14,12 +14,8 @@ from luoxia.video.formats import save_model
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread (and far faster on a busy machine); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_torch_thread):
+    """Every test here runs on one torch thread (see the root conftest)."""
 
 
 @pytest.fixture(scope="session")
