@@ -93,23 +93,14 @@ def ours_generate(loaded, ids: list[int] | list[list[int]], new_tokens: int) -> 
     return stamps[0] - t0, stamps[-1] - stamps[0], tokens
 
 
-def perplexity_ratios(loaded: dict, texts: list[str]) -> dict[str, list[float]]:
+def perplexity_ratios(loaded: dict, texts: list[str]) -> dict[str, dict[str, list[float]]]:
     """Perplexity of each variant's model on the held-out texts (the first HELD_OUT_TOKENS tokens of
-    each), and its ratio to the float32 model's."""
-    import math
-
-    import torch
-    import torch.nn.functional as F
-
-    def perplexity(model, ids: list[int]) -> float:
-        x = torch.tensor([ids])
-        with torch.inference_mode():
-            logits = model(x).float()
-        return math.exp(F.cross_entropy(logits[0, :-1], x[0, 1:]).item())
+    each; `luoxia.eval.fluency`), and its ratio to the float32 model's."""
+    from luoxia.eval.fluency import perplexity_of_ids
 
     tokenizer = next(iter(loaded.values())).tokenizer
     held_out = [tokenizer.encode(t, add_special_tokens=False)[:HELD_OUT_TOKENS] for t in texts]
-    ppl = {name: [perplexity(m.model, ids) for ids in held_out] for name, m in loaded.items()}
+    ppl = {name: perplexity_of_ids(m, [[]] * len(held_out), held_out).per_text for name, m in loaded.items()}
     return {name: {"perplexity": values, "ratio_to_float32": [v / r for v, r in zip(values, ppl["float32"])]}
             for name, values in ppl.items()}
 
