@@ -18,16 +18,23 @@ def test_compiled_generation_matches_eager(tiny_llama_dir, capfd):
     eager = TextModel.load(str(tiny_llama_dir), quant="none")
     compiled = TextModel.load(str(tiny_llama_dir), quant="none", compile=True)
     assert compiled.load_info["compile"] and compiled.decode_step is not None
+    graphs = torch._dynamo.utils.counters["stats"]
+    before = graphs["unique_graphs"]
     prompts = ["hello world", "the cat sat on the mat and"]
-    for prompt in prompts:  # batch 1, twice: the second call reuses the compiled graph
-        a = eager.generate(prompt, max_new_tokens=12, ignore_eos=True)
-        b = compiled.generate(prompt, max_new_tokens=12, ignore_eos=True)
+    for prompt, new in zip(prompts, (12, 5)):  # batch 1, twice, other cache lengths: one graph
+        a = eager.generate(prompt, max_new_tokens=new, ignore_eos=True)
+        b = compiled.generate(prompt, max_new_tokens=new, ignore_eos=True)
         assert a.token_ids == b.token_ids
-    # A batch of two, left-padded (a mask and positions per row): a new batch size compiles anew; the
-    # caches keep their guards, so a graph specialised to batch 1 is never reused for it.
-    batch_a = eager.generate(prompts, max_new_tokens=8, ignore_eos=True)
-    batch_b = compiled.generate(prompts, max_new_tokens=8, ignore_eos=True)
-    assert [r.token_ids for r in batch_a] == [r.token_ids for r in batch_b]
+    batch_one_graphs = graphs["unique_graphs"] - before
+    # Batches, left-padded (a mask and positions per row): new graphs (Dynamo first specialises the mask
+    # to batch 2, then generalises); the caches keep their guards, so the batch-1 graph is never reused.
+    for rows, new in ((prompts, 8), ([*prompts, "a"], 6)):
+        batch_a = eager.generate(rows, max_new_tokens=new, ignore_eos=True)
+        batch_b = compiled.generate(rows, max_new_tokens=new, ignore_eos=True)
+        assert [r.token_ids for r in batch_a] == [r.token_ids for r in batch_b]
+    if graphs["unique_graphs"] > before:  # a compiler fallback compiles nothing
+        assert batch_one_graphs == 1  # the cache length (prompt + max_new_tokens) does not recompile
+        assert graphs["unique_graphs"] - before <= 3
     if shutil.which("g++"):  # Inductor's CPU kernels need a C++ compiler; without one the fallback is right
         assert "torch.compile failed" not in capfd.readouterr().err
 
