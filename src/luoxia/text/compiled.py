@@ -16,18 +16,14 @@ Guards: before each call Dynamo checks its assumptions, some 4,000 of them about
 modules (hooks, types, parameters), which cost almost a millisecond a token. A loaded model is
 frozen (quantized once, never changed), so only the guards on the call's own arguments are kept:
 the tokens, the caches (their shapes and strides), the positions and the mask. Shapes are dynamic
-(`dynamic=True`), and the caches' shapes too: Dynamo keeps the shapes of module buffers static
-unless `force_parameter_static_shapes` is off while it traces, and a cache's length is
-prompt + `max_new_tokens`. So neither a longer generation, nor another `max_new_tokens`, nor another
-batch size recompiles; batch 1 and batch > 1 compile once each.
+(`dynamic=True`), the caches' too (plain tensors, see `kv_cache`), so neither a longer generation,
+nor another `max_new_tokens` (the cache holds prompt + max_new_tokens), nor another batch size
+recompiles; batch 1 and batch > 1 compile once each. The weights' shapes stay static.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
-import torch._dynamo.config
 
 from luoxia.core.compile import compile_or_eager
 from luoxia.text.model import Transformer
@@ -44,16 +40,5 @@ def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print)
     options = {"guard_filter_fn": keep_argument_guards}
     if model.tok_embeddings.weight.device.type == "cpu":
         options["cpp_wrapper"] = True
-    step = compile_or_eager(model, log, "decoding", dynamic=True, options=options)
-    config = torch._dynamo.config
-
-    def call(*args, **kwargs) -> torch.Tensor:
-        # The flag is read when Dynamo traces (inside the call); set it for this call only (~1 µs).
-        previous, config.force_parameter_static_shapes = config.force_parameter_static_shapes, False
-        try:
-            return step(*args, **kwargs)
-        finally:
-            config.force_parameter_static_shapes = previous
-
-    return call
+    return compile_or_eager(model, log, "decoding", dynamic=True, options=options)
 

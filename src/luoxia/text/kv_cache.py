@@ -7,15 +7,16 @@ reorders rows in place with `reorder`.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
-class KVCache(nn.Module):
+class KVCache:
+    """Keys and values (B, K, max_len, D). A plain object, not an `nn.Module`: `torch.compile` keeps the
+    shapes of module buffers static, and a cache's batch and length change from call to call."""
+
     def __init__(self, batch_size: int, n_kv_heads: int, max_len: int, head_dim: int, dtype, device=None):
-        super().__init__()
         shape = (batch_size, n_kv_heads, max_len, head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
 
     @property
     def max_len(self) -> int:
