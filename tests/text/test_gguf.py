@@ -75,13 +75,14 @@ def test_conversion_is_cached_and_reused(tmp_path, llama256_dir, monkeypatch):
     assert TextModel.load(str(path), quant="none").load_info["from_cache"] is False
 
 
-def test_quantized_model_is_cached_and_reused(tmp_path, llama256_dir, monkeypatch):
+@pytest.mark.parametrize("mode", ["int4", "w8a8"])
+def test_quantized_model_is_cached_and_reused(tmp_path, llama256_dir, monkeypatch, mode):
     monkeypatch.setenv("LUOXIA_HOME", str(tmp_path / "home"))
     path = write_gguf(tmp_path / "tiny.gguf", llama256_dir, "Q4_1")
-    cold = TextModel.load(str(path), quant="int4")
-    packed = cache.quantized_path(cold.sha256, "int4")
+    cold = TextModel.load(str(path), quant=mode)
+    packed = cache.quantized_path(cold.sha256, mode)
     assert packed.is_file()
-    warm = TextModel.load(str(path), quant="int4")  # built on the meta device, filled from the file
+    warm = TextModel.load(str(path), quant=mode)  # built on the meta device, filled from the file
     # 64-byte aligned, as the packed kernels' batched paths need (the file's offsets crashed them)
     assert all(t.data_ptr() % 64 == 0 for t in warm.model.state_dict().values())
     tokens = torch.tensor([[1, 5, 9, 14, 3]] * 16)  # a batch: the kernels' blocked path
@@ -90,10 +91,10 @@ def test_quantized_model_is_cached_and_reused(tmp_path, llama256_dir, monkeypatc
     for (name, a), (_, b) in zip(cold.model.state_dict().items(), warm.model.state_dict().items()):
         assert torch.equal(a, b), name
     packed.write_bytes(b"garbage")  # damaged: quantized again, and rewritten
-    again = TextModel.load(str(path), quant="int4")
+    again = TextModel.load(str(path), quant=mode)
     with torch.no_grad():
         assert torch.equal(again.model(tokens), cold.model(tokens))
-    assert cache.load_quantized(cold.sha256, "int4") is not None
+    assert cache.load_quantized(cold.sha256, mode) is not None
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

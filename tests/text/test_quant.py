@@ -1,4 +1,5 @@
-"""Weight-only quantization: exact on the Q4_1 grid, the right layer choices, quality on the real model."""
+"""Quantization: int4 exact on the Q4_1 grid, w8a8 close to float and row-independent, the right layer
+choices, quality on the real model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from luoxia.core.errors import InvalidParameterError
-from luoxia.text.quant import Int4Linear, Int8Linear, choose_quant, quantize
+from luoxia.text.quant import DynamicInt8Linear, Int4Linear, Int8Linear, choose_quant, input_maxima, quantize
 
 HELD_OUT = Path("/usr/share/common-licenses/GPL-3")  # long English prose that ships with Debian
 
@@ -43,6 +44,50 @@ def test_int8_and_int4_are_close_to_float(tmp_path):
         y = layer(x.bfloat16()).float()
         assert y.shape == ref.shape
         assert (y - ref).norm() / ref.norm() < tolerance, type(layer).__name__
+
+
+def test_w8a8_is_close_to_float_and_smoothing_tames_outlier_channels():
+    g = torch.Generator().manual_seed(2)
+    w, b = torch.randn(64, 96, generator=g) * 0.05, torch.randn(64, generator=g)
+    x = torch.randn(4, 7, 96, generator=g)
+    x[..., 5] *= 300  # one huge channel, as transformers' MLP inputs have: it sets every token's int8 step
+    ref = torch.nn.functional.linear(x, w, b)
+
+    def error(layer):
+        return ((layer(x) - ref).norm() / ref.norm()).item()
+
+    plain = DynamicInt8Linear.from_float(w, b)
+    smoothed = DynamicInt8Linear.from_float(w, b, input_max=x.abs().reshape(-1, 96).amax(0))
+    assert error(smoothed) < 0.02
+    assert error(smoothed) < error(plain) / 3
+
+
+def test_w8a8_rows_do_not_depend_on_their_batch():
+    # Activations are quantized per row, so a prompt's output is the same alone or in any batch.
+    g = torch.Generator().manual_seed(3)
+    layer = DynamicInt8Linear.from_float(torch.randn(48, 64, generator=g), None)
+    x = torch.randn(16, 64, generator=g)
+    x[3] *= 1000
+    alone = torch.cat([layer(row[None]) for row in x])
+    assert torch.equal(layer(x), alone)
+
+
+def test_w8a8_quantize_calibrates_every_linear_layer(tiny_llama_dir):
+    # (Its quantized-weights cache is tested with the int4 one in test_gguf.py.)
+    from luoxia.text.pipeline import TextModel
+
+    base = TextModel.load(str(tiny_llama_dir), quant="none")
+    maxima = input_maxima(base.model, list(range(20)))
+    assert set(maxima) == {n for n, m in base.model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert maxima["layers.0.attention.wqkv"].shape == (base.model.config.dim,)
+
+    first = TextModel.load(str(tiny_llama_dir), quant="w8a8")
+    wqkv = first.model.layers[0].attention.wqkv
+    assert isinstance(wqkv, DynamicInt8Linear) and isinstance(first.model.output, DynamicInt8Linear)
+    assert not torch.equal(wqkv.input_scale, torch.ones_like(wqkv.input_scale))  # calibrated, not plain
+    assert first.model.tok_embeddings.weight.dtype == torch.float32
+    result = first.generate("the cat sat on", max_new_tokens=8, ignore_eos=True)
+    assert len(result.token_ids) == 8
 
 
 def test_quantize_picks_layers(tiny_llama_dir):
@@ -84,7 +129,7 @@ def test_quantized_perplexity_within_3_percent_of_float32(smollm2):
 
     ids = torch.tensor([smollm2.tokenizer.encode(HELD_OUT.read_text())[:1024]])
     reference = perplexity(smollm2.model, ids)
-    for mode in ("int8", "int4"):
+    for mode in ("int8", "int4", "w8a8"):
         quantized = load_text_model("smollm2", quant=mode)
         assert quantized.load_info["quant"] == mode
         assert perplexity(quantized.model, ids) < reference * 1.03, mode
@@ -95,3 +140,5 @@ def test_dtype_conflicts_with_quant(tiny_llama_dir):
 
     with pytest.raises(InvalidParameterError, match="bfloat16"):
         TextModel.load(str(tiny_llama_dir), quant="int8", dtype="float32")
+    with pytest.raises(InvalidParameterError, match="w8a8 computes in float32"):
+        TextModel.load(str(tiny_llama_dir), quant="w8a8", dtype="bfloat16")

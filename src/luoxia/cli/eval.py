@@ -77,7 +77,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                    "temperature, top-k and nucleus decoding, and compare them with the human "
                                    "continuations: perplexity, self-BLEU-4, Zipf, repetition %, MAUVE.")
     d.add_argument("--model", metavar="NAME|PATH", help=f"model (default: {DEFAULT_TEXT_MODEL})")
-    d.add_argument("--quant", choices=["auto", "none", "int8", "int4"], help="weight precision (default: auto)")
+    d.add_argument("--quant", choices=["auto", "none", "int8", "int4", "w8a8"], help="weight precision (default: auto)")
     d.add_argument("--prompts", type=int, help="prompts per method (default 40)")
     d.add_argument("--beam-prompts", type=int, help="prompts for each beam width (default 5; beams are slow)")
     d.add_argument("--prompt-tokens", type=int, help="prompt length in model tokens (default 16)")

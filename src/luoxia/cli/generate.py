@@ -118,7 +118,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                         "see `luoxia models`)")
     g.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     g.add_argument("--dtype", help="float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on GPU)")
-    g.add_argument("--quant", choices=["auto", "none", "int8", "int4"],
+    g.add_argument("--quant", choices=["auto", "none", "int8", "int4", "w8a8"],
                    help="weight quantization on the CPU (default auto: a 4-bit GGUF runs as int4, an 8-bit one "
                         "as int8, float weights unquantized); none computes in --dtype and matches transformers")
     g.add_argument("--compile", action="store_true",

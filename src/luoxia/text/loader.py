@@ -19,7 +19,7 @@ from luoxia.core.filehash import cached_sha256
 from luoxia.text.formats import cache
 from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.model import Transformer
-from luoxia.text.quant import choose_quant, quantize
+from luoxia.text.quant import calibration_ids, choose_quant, quantize
 
 
 def load_bundle(name_or_path: str, use_cache: bool = True, weights: bool = True) -> tuple[ModelBundle, dict]:
@@ -74,8 +74,9 @@ def load_model(name_or_path: str, device: torch.device, dtype: str | None, quant
     # Float weights are skipped when a quantized copy may serve instead (read again below if not).
     bundle, info = load_bundle(name_or_path, use_cache=use_cache, weights=quant == "none")
     mode = choose_quant(quant, bundle.source_dtype, device)
-    if mode != "none" and dtype not in (None, "auto", "bfloat16"):
-        raise InvalidParameterError(f"--quant {mode} computes in bfloat16; drop --dtype {dtype} or use --quant none")
+    computes = "float32" if mode == "w8a8" else "bfloat16"
+    if mode != "none" and dtype not in (None, "auto", computes):
+        raise InvalidParameterError(f"--quant {mode} computes in {computes}; drop --dtype {dtype} or use --quant none")
     packed = cache.load_quantized(bundle.sha256, mode) if use_cache and mode != "none" else None
     if packed is not None:
         with torch.device("meta"):
@@ -86,7 +87,7 @@ def load_model(name_or_path: str, device: torch.device, dtype: str | None, quant
         if not bundle.state_dict:  # the float weights were cached, the quantized ones not yet
             bundle, info = load_bundle(name_or_path, use_cache=use_cache)
         model = build_model(bundle, device, pick_dtype(dtype, device) if mode == "none" else torch.float32)
-        quantize(model, mode)
+        quantize(model, mode, calibration=calibration_ids(bundle.tokenizer) if mode == "w8a8" else None)
         if use_cache and mode != "none":
             with contextlib.suppress(OSError):  # a full or read-only cache only costs quantizing next time
                 cache.store_quantized(bundle.sha256, mode, model.state_dict())
