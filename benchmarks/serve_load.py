@@ -27,6 +27,7 @@ import http.client
 import json
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -200,6 +201,7 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--clients", type=int, default=16, help="clients in the load run")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of the load run (0 skips it)")
+    ap.add_argument("--serve-args", default="", help="more `luoxia serve` options, e.g. '--quant w8a8 --compile'")
     ap.add_argument("--llamacpp-python", help="a Python with llama-cpp-python[server]: adds llama.cpp's server")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -210,7 +212,8 @@ def main() -> int:
 
     port = free_port()
     ours = start([sys.executable, "-m", "luoxia.cli.main", "serve", "--model", args.model, "--port", str(port),
-                  "--image-model", "none", "--max-queue", "256"], port, {"LUOXIA_API_KEY": ""})
+                  "--image-model", "none", "--max-queue", "256", *shlex.split(args.serve_args)], port,
+                 {"LUOXIA_API_KEY": ""})
     base = f"http://127.0.0.1:{port}"
     try:
         chat_stream(base, "Hello", 8, args.model)  # warm-up

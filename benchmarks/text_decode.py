@@ -24,9 +24,9 @@ the same number of torch threads. Measured per engine:
 `TextModel.load(compile=True)`, the decode step compiled by torch.compile; its warm-up run
 includes the compile). For every row the script also measures, beside speed: perplexity on two
 held-out Debian license texts (1024 tokens each) as a ratio to the float32 model's, and, for the
-int rows, the total decode tokens/s of 16 prompts decoded as one batch (--batch-tokens each). When llama-cpp-python is
-importable (`pip install 'luoxia[llamacpp]'`) a llama.cpp row runs the same GGUF file, still
-quantized, in child processes.
+quantized rows, the total decode tokens/s of 16 prompts decoded as one batch (--batch-tokens
+each). When llama-cpp-python is importable (`pip install 'luoxia[llamacpp]'`) a llama.cpp row runs
+the same GGUF file, still quantized, in child processes.
 
     .venv/bin/python benchmarks/text_decode.py [--repeats 3] [--variants float32,int8,int4] [--skip-cold]
 

@@ -120,7 +120,8 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", help="float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on GPU)")
     g.add_argument("--quant", choices=["auto", "none", "int8", "int4", "w8a8"],
                    help="weight quantization on the CPU (default auto: a 4-bit GGUF runs as int4, an 8-bit one "
-                        "as int8, float weights unquantized); none computes in --dtype and matches transformers")
+                        "as int8, float weights unquantized); none computes in --dtype and matches transformers; "
+                        "w8a8 quantizes activations too and is the fastest for batches of prompts")
     g.add_argument("--compile", action="store_true",
                    help="compile the decode step with torch.compile: 1.7x the eager CPU decode speed, after "
                         "a compile of about 16 s (cached) to 2 minutes (first ever); for long outputs and servers")
