@@ -69,3 +69,15 @@ def test_real_errors_still_raise(monkeypatch):
 
     with pytest.raises(ValueError, match="a bug"):
         compile_or_eager(bad, lambda m: None, "decoding")(1)
+
+
+def test_warm_up_leaves_nothing_to_compile(tiny_llama_dir):
+    from luoxia.text.pipeline import TextModel
+
+    model = TextModel.load(str(tiny_llama_dir), quant="none", compile=True)
+    model.warm_up()
+    graphs = torch._dynamo.utils.counters["stats"]
+    before = graphs["unique_graphs"]
+    model.generate(["one", "two three", "four five six", "seven", "x y"], max_new_tokens=7, ignore_eos=True)
+    model.generate("a longer single prompt than before", max_new_tokens=9, ignore_eos=True)
+    assert graphs["unique_graphs"] == before

@@ -110,6 +110,10 @@ def test_choose_quant_keeps_the_source_precision():
     assert choose_quant("auto", "F32", cpu) == "none"
     assert choose_quant("auto", "Q4_1", gpu) == "none"
     assert choose_quant("int8", "F32", cpu) == "int8"
+    assert choose_quant("auto", "Q4_1", cpu, compile=True) == "w8a8"  # compiled, the fastest that keeps quality
+    assert choose_quant("auto", "F32", cpu, compile=True) == "none"
+    assert choose_quant("int4", "Q4_1", cpu, compile=True) == "int4"
+    assert choose_quant("auto", "Q4_1", gpu, compile=True) == "none"
     with pytest.raises(InvalidParameterError, match="CPU only"):
         choose_quant("int4", "Q4_1", gpu)
     with pytest.raises(InvalidParameterError, match="unknown quantization"):

@@ -68,12 +68,12 @@ def build_model(bundle: ModelBundle, device: torch.device, dtype: torch.dtype) -
 
 
 def load_model(name_or_path: str, device: torch.device, dtype: str | None, quant: str | None,
-               use_cache: bool = True) -> tuple[Transformer, ModelBundle, dict]:
+               use_cache: bool = True, compile: bool = False) -> tuple[Transformer, ModelBundle, dict]:
     """The ready model, quantized as `quant` asks (see `text.quant.choose_quant`), its bundle (tokenizer
     and names; the model owns the weights) and how it was loaded ({"from_cache", "quant", ...})."""
     # Float weights are skipped when a quantized copy may serve instead (read again below if not).
     bundle, info = load_bundle(name_or_path, use_cache=use_cache, weights=quant == "none")
-    mode = choose_quant(quant, bundle.source_dtype, device)
+    mode = choose_quant(quant, bundle.source_dtype, device, compile)
     computes = "float32" if mode == "w8a8" else "bfloat16"
     if mode != "none" and dtype not in (None, "auto", computes):
         raise InvalidParameterError(f"--quant {mode} computes in {computes}; drop --dtype {dtype} or use --quant none")

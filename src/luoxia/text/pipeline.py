@@ -104,14 +104,15 @@ class TextModel:
         """A registry name ("smollm2"), a .gguf file or a Hugging Face folder.
 
         `quant` "auto" keeps a quantized GGUF's own precision on the CPU (int4 for Q4_*, int8 for
-        8-bit types; see `text.quant`); "none" computes in `dtype` (float32 on CPU), which matches
-        transformers on the same weights token for token; "w8a8" (int8 weights and activations) is the
-        fastest for batches of prompts. `compile` compiles the one-token decode
-        step on its first use (see `text.compiled`: 1.7x the eager int4 decode speed on the CPU, after a
-        compile of about 16 s, 100 s on a machine's first run).
+        8-bit types), or with `compile` runs it as w8a8 (see `text.quant.choose_quant`); "none" computes
+        in `dtype` (float32 on CPU), which matches transformers on the same weights token for token;
+        "w8a8" (int8 weights and activations) is the fastest for batches of prompts. `compile` compiles
+        the one-token decode step on its first use (see `text.compiled`: 1.6-1.8x the eager int4 decode
+        speed on the CPU, after a compile of 10-20 s, about 2 minutes on a machine's first run).
         """
         t0 = time.perf_counter()
-        model, bundle, info = load_model(name_or_path, pick_device(device), dtype, quant, use_cache=use_cache)
+        model, bundle, info = load_model(name_or_path, pick_device(device), dtype, quant, use_cache=use_cache,
+                                         compile=compile)
         info["load_s"] = round(time.perf_counter() - t0, 3)
         info["compile"] = compile
         loaded = cls(model, bundle.tokenizer, bundle, info)
@@ -120,10 +121,12 @@ class TextModel:
         return loaded
 
     def warm_up(self) -> None:
-        """Run the compiled decode step at batch 1 and on a left-padded batch, so that no request waits for
-        a compile (batch 1 is a graph of its own; padded batches of every larger size share one)."""
+        """Run the compiled decode step at batch 1 and on left-padded batches, so that no request waits for
+        a compile (batch 1 is a graph of its own; Dynamo first fits a padded batch's graph to its size,
+        then on a second size compiles one for every size)."""
         if self.decode_step is not None:
             self.generate(["a", "a b c d"], max_new_tokens=2, ignore_eos=True)
+            self.generate(["a", "a b c d", "a b"], max_new_tokens=2, ignore_eos=True)
             self.generate("a", max_new_tokens=2, ignore_eos=True)
 
     @property

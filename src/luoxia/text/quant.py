@@ -170,14 +170,18 @@ def input_maxima(model: nn.Module, token_ids: list[int]) -> dict[str, torch.Tens
     return maxima
 
 
-def choose_quant(requested: str | None, source_dtype: str, device: torch.device) -> Quant:
+def choose_quant(requested: str | None, source_dtype: str, device: torch.device, compile: bool = False) -> Quant:
     """"auto" (or None): keep the source's own precision on the CPU — int4 for a 4-bit GGUF, int8 for an
-    8-bit one, none (float) otherwise and on GPUs."""
+    8-bit one, none (float) otherwise and on GPUs. Compiled, a quantized source runs as w8a8 instead:
+    compiled, it decodes one prompt 5-13% faster than int4, prefills 1.6x and batches 2x faster
+    (benchmarks/text_decode.py), within 1.4% of float32's perplexity."""
     if requested not in (None, "auto", *QUANTS):
         raise InvalidParameterError(f"unknown quantization {requested!r}; choose auto, {', '.join(QUANTS)}")
     if requested in (None, "auto"):
         if device.type != "cpu":
             return "none"
+        if compile and source_dtype in FOUR_BIT_SOURCES | EIGHT_BIT_SOURCES:
+            return "w8a8"
         return "int4" if source_dtype in FOUR_BIT_SOURCES else "int8" if source_dtype in EIGHT_BIT_SOURCES else "none"
     if requested != "none" and device.type != "cpu":
         raise InvalidParameterError(f"--quant {requested} runs on the CPU only; on {device.type} use --quant none")
