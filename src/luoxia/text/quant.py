@@ -44,6 +44,12 @@ FOUR_BIT_SOURCES = {"Q4_0", "Q4_1", "Q4_K", "Q3_K", "Q2_K", "IQ4_NL", "IQ4_XS"}
 EIGHT_BIT_SOURCES = {"Q8_0", "Q5_0", "Q5_1", "Q5_K", "Q6_K"}
 
 
+def int8_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row: q (int8, |q| ≤ 127) and the float32 scales with w ≈ q · scale."""
+    scales = w.abs().amax(dim=1).clamp(min=1e-8) / 127
+    return (w / scales[:, None]).round_().clamp_(-127, 127).to(torch.int8), scales
+
+
 class Int8Linear(nn.Module):
     """y = x · (q · scale)ᵀ + b with q int8 per output row. `from_float` quantizes a weight; the
     constructor makes empty buffers for `load_state_dict` (a model loaded from the quantized cache)."""
@@ -57,9 +63,7 @@ class Int8Linear(nn.Module):
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> Int8Linear:
         layer = cls(*weight.shape, bias is not None)
-        w = weight.float()
-        scales = w.abs().amax(dim=1).clamp(min=1e-8) / 127
-        layer.weight = (w / scales[:, None]).round_().clamp_(-128, 127).to(torch.int8)
+        layer.weight, scales = int8_rows(weight.float())
         layer.scales = scales.to(torch.bfloat16)
         layer.bias = None if bias is None else bias.to(torch.bfloat16)
         return layer
@@ -126,10 +130,8 @@ class DynamicInt8Linear(nn.Module):
         if input_max is not None:
             smooth = (input_max.float().clamp(min=1e-5) ** SMOOTHING_ALPHA
                       / w.abs().amax(dim=0).clamp(min=1e-5) ** (1 - SMOOTHING_ALPHA))
-        w = w * smooth
-        scales = w.abs().amax(dim=1).clamp(min=1e-8) / 127
-        layer.weight = (w / scales[:, None]).round_().clamp_(-127, 127).to(torch.int8)
-        layer.scales, layer.input_scale = scales, 1 / smooth
+        layer.weight, layer.scales = int8_rows(w * smooth)
+        layer.input_scale = 1 / smooth
         layer.bias = None if bias is None else bias.float()
         return layer
 

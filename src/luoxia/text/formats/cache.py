@@ -3,7 +3,7 @@ safetensors in `$LUOXIA_HOME/weights/<source sha256>/`, so a second start skips 
 
 Layout (versioned): `config.json` (our model config + where it came from), `model.safetensors`
 (our parameter names, float32), `tokenizer.json` + `tokenizer_config.json`; and, once a quantized
-model has been built, `model.<int4|int8>.torch-<version>.safetensors`: its packed weights as
+model has been built, `model.<int4|int8|w8a8>.torch-<version>.safetensors`: its packed weights as
 `text.quant` lays them out, so the next load skips quantizing (half a second and several hundred MB
 of temporaries for SmolLM2-135M). The packing belongs to PyTorch's kernels, hence the version.
 """
