@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import luoxia
 from luoxia.core.errors import LuoxiaError, PromptTooLongError
+from luoxia.core.openmp import release_thread_pool
 from luoxia.serve import schemas
 from luoxia.serve.config import ServeConfig
 from luoxia.serve.engine import QueueFullError, TextEngine
@@ -206,8 +207,14 @@ def create_app(config: ServeConfig, text: TextModel, images: ImageBackend | None
         if not req.visible_label and not config.allow_unlabelled:
             raise bad_request("this server keeps the visible AI-generated label; visible_label=false needs a server "
                               "started with --allow-unlabelled", param="visible_label", code="label_required")
+        def work() -> list[tuple[bytes, dict]]:
+            try:
+                return images.generate(req)
+            finally:
+                release_thread_pool()  # this pool thread stays for other work; its idle team would slow text
+
         try:
-            made = await run_in_threadpool(images.generate, req)
+            made = await run_in_threadpool(work)
         except LuoxiaError as e:
             raise bad_request(str(e)) from None
         return {"created": int(time.time()),

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 
+from luoxia.core.openmp import release_thread_pool
 from luoxia.text.pipeline import GenerationResult, PreparedPrompt, TextModel
 
 _DONE = object()
@@ -89,6 +90,7 @@ class TextEngine:
         self._pending: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._stopping = False
+        release_thread_pool()  # the model's work moves to the worker thread (see core.openmp: 2x on 2 cores)
         self._thread = threading.Thread(target=self._work, name="luoxia-text-engine", daemon=True)
         self._thread.start()
 
