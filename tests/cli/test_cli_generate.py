@@ -59,7 +59,7 @@ def test_every_config_field_has_a_flag():
                    "--repetition-penalty", "1.1", "--frequency-penalty", "0.5", "--presence-penalty", "0.5",
                    "--no-repeat-ngram-size", "2", "--num-beams", "1",
                    "--length-penalty", "1", "--early-stopping", "true", "--stop", ".", "--seed", "1", "--ignore-eos",
-                   "--watermark", "key")
+                   "--watermark", "key", "--prompt-lookup", "4")
     assert set(every) == {f.name for f in dataclasses.fields(GenerationConfig)}
     GenerationConfig(**every).validate()
 

@@ -45,6 +45,7 @@ class GenerationConfig:
     seed: int | None = None
     ignore_eos: bool = False
     watermark: WatermarkConfig | None = None  # Kirchenbauer et al. green-list watermark (safety.watermark)
+    prompt_lookup_num_tokens: int = 0  # speculative decoding: draft up to this many tokens (text.speculative)
 
     def validate(self) -> GenerationConfig:
         checks = [
@@ -61,6 +62,10 @@ class GenerationConfig:
             (self.no_repeat_ngram_size >= 0, f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"),
             (self.num_beams >= 1, f"num_beams must be >= 1, got {self.num_beams}"),
             (self.early_stopping in (True, False, "never"), "early_stopping must be true, false or 'never'"),
+            (0 <= self.prompt_lookup_num_tokens <= 64,
+             f"prompt_lookup_num_tokens must be in [0, 64], got {self.prompt_lookup_num_tokens}"),
+            (not (self.prompt_lookup_num_tokens and self.num_beams > 1),
+             "prompt lookup drafts for greedy or sampled decoding, not beam search; drop one of them"),
             (not (self.num_beams > 1 and self.sampling), "beam search with sampling is not supported; "
                                                           "use num_beams=1 to sample or do_sample=False for beams"),
         ]
@@ -108,8 +113,8 @@ def padding_mask(real: torch.Tensor, start: int, end: int) -> torch.Tensor:
 
     A padding query may see itself, so no row is empty (an empty row would give NaNs).
     """
-    q = torch.arange(start, end)[:, None]
-    k = torch.arange(end)[None, :]
+    q = torch.arange(start, end, device=real.device)[:, None]
+    k = torch.arange(end, device=real.device)[None, :]
     causal = k <= q  # (T, S)
     return ((causal & real[:, None, :end]) | (k == q))[:, None]
 

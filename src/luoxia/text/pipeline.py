@@ -33,6 +33,7 @@ from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.generate import GenerationConfig, decode_steps
 from luoxia.text.loader import load_model
 from luoxia.text.model import Transformer
+from luoxia.text.speculative import SpeculationStats, speculative_steps
 from luoxia.text.stopping import find_stop, safe_length
 from luoxia.text.tokenizer import Tokenizer
 
@@ -259,8 +260,13 @@ class TextModel:
         t_first = None
         new_ids: list[int] = []
         text, shown, reason = "", 0, "length"
+        speculation = None
         if config.num_beams > 1:
             steps = iter(beam_search(self.model, ids, config, self.tokenizer.eos_ids)[0])
+        elif config.prompt_lookup_num_tokens:
+            speculation = SpeculationStats()
+            steps = speculative_steps(self.model, ids, config, self.tokenizer.eos_ids, generator, self.decode_step,
+                                      speculation)
         else:
             steps = (int(t[0]) for t in decode_steps(self.model, [ids], config, self.tokenizer.eos_ids,
                                                      self._pad_id(), generator, self.decode_step))
@@ -292,7 +298,8 @@ class TextModel:
                 steps.close()
             if config.num_beams > 1:
                 t_first = None  # beams cannot stream: the first token is known only when the search ends
-            stream.result = self._result(prompt, ids, new_ids, text, reason, config, t0, t_first, safety=safety)
+            stream.result = self._result(prompt, ids, new_ids, text, reason, config, t0, t_first, safety=safety,
+                                         speculation=speculation)
 
     def _generate_batch(self, prompts: list[str], *, chat: bool, system: str | None, truncate: bool,
                         **params) -> list[GenerationResult]:
@@ -312,8 +319,9 @@ class TextModel:
         and `(row, GenerationResult)` when a row ends.
 
         The rows share their sampling settings and seed (the first row's); each keeps its own
-        `max_new_tokens` and stop strings. A refused row yields its refusal at once; a row for which
-        `cancelled(row)` turns true stops without a result (its reader has gone).
+        `max_new_tokens` and stop strings (a batch decodes one token per step: no prompt lookup). A
+        refused row yields its refusal at once; a row for which `cancelled(row)` turns true stops
+        without a result (its reader has gone).
         """
         live = [i for i, row in enumerate(rows) if row.refusal is None]
         for i, row in enumerate(rows):
@@ -368,7 +376,7 @@ class TextModel:
 
     def _result(self, prompt: str, ids: list[int], new_ids: list[int], text: str, reason: str,
                 config: GenerationConfig, t0: float, t_first: float | None, batch_size: int = 1,
-                safety: dict | None = None) -> GenerationResult:
+                safety: dict | None = None, speculation: SpeculationStats | None = None) -> GenerationResult:
         t_end = time.perf_counter()
         text, safety = self.safety.screen_output(text, safety or {})
         if t_first is None:  # nothing streamed (beam search): report the overall rate
@@ -384,6 +392,8 @@ class TextModel:
             "dtype": str(self.model.tok_embeddings.weight.dtype).removeprefix("torch."),
             "quant": self.load_info.get("quant", "none"), "compiled": self.decode_step is not None,
         }
+        if speculation is not None:
+            stats["speculation"] = speculation.to_dict()
         provenance = Provenance(model=self.name, model_source=self.source, model_sha256=self.sha256,
                                 params=config.to_dict(), seed=config.seed, prompt=prompt, stats=stats, safety=safety)
         return GenerationResult(text=text, token_ids=new_ids, finish_reason=reason, provenance=provenance)

@@ -1,0 +1,152 @@
+"""Prompt-lookup speculative decoding: draft tokens copied from earlier in the text, checked in one forward.
+
+Text that restates its input (a summary, a news item from data, an edited passage, code) often
+continues the way the same few tokens continued earlier in the prompt or the answer. So after each
+step we look up the last n tokens (n = 3, then 2) where they occurred last before, and propose the
+k tokens that followed them there as a draft (Saxena's prompt lookup decoding, transformers'
+`prompt_lookup_num_tokens`). The model reads the newest token and the draft in one forward, which
+on a CPU at batch 1 costs far less than k forwards (its weights are read once: w8a8's eight-token
+forward costs 1.45x a one-token one), and keeps the draft up to the first token it disagrees with,
+plus one token of its own. With no match the step is an ordinary one-token step.
+
+A single matching token is no evidence: drafting on one (as transformers does) halved the
+acceptance rate of free writing here (20% to 10%) and made it 0.8x slower; from two on, free writing
+runs at 0.95-1.0x, and answers that restate the prompt at a median 1.8x with w8a8
+(benchmarks/text_speculative.py).
+
+Greedy: a draft token is kept when it is the argmax, so the text is the greedy text (up to float
+rounding between a 1-token and a k-token forward, which can flip a near-tie). Sampling: a draft
+token d is kept with probability p(d) and otherwise the token is drawn from p without d
+(renormalised): speculative sampling (Leviathan et al. 2023; Chen et al. 2023) with a draft that
+puts all its mass on d, so every token is still distributed as p. The same seed gives other text
+than without the lookup (the random numbers are used differently), and the same text again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from luoxia.text import sampling
+from luoxia.text.generate import GenerationConfig, padding_mask
+from luoxia.text.model import Transformer
+
+MAX_NGRAM, MIN_NGRAM = 3, 2
+
+
+@dataclasses.dataclass
+class SpeculationStats:
+    forwards: int = 0  # model calls after the prompt's
+    drafted: int = 0  # draft tokens proposed
+    accepted: int = 0  # draft tokens the model agreed with
+
+    def to_dict(self) -> dict:
+        rate = round(self.accepted / self.drafted, 4) if self.drafted else None
+        return {**dataclasses.asdict(self), "acceptance_rate": rate}
+
+
+class NgramIndex:
+    """A token sequence that knows where each of its n-grams (n <= max_n) last occurred."""
+
+    def __init__(self, tokens: Sequence[int] = (), max_n: int = MAX_NGRAM, min_n: int = MIN_NGRAM):
+        self.tokens: list[int] = []
+        self.max_n, self.min_n = max_n, min_n
+        self._next: dict[tuple[int, ...], int] = {}  # n-gram -> index of the token after its latest occurrence
+        for token in tokens:
+            self.append(token)
+
+    def append(self, token: int) -> None:
+        end = len(self.tokens)
+        for n in range(self.min_n, min(self.max_n, end) + 1):  # the n-grams ending here are followed by `token`
+            self._next[tuple(self.tokens[end - n:])] = end
+        self.tokens.append(token)
+
+    def draft(self, k: int) -> list[int]:
+        """Up to k tokens that followed the latest earlier occurrence of the sequence's last n-gram, the
+        longest n first; none when not even its last `min_n` tokens occurred before."""
+        if k <= 0:
+            return []
+        for n in range(min(self.max_n, len(self.tokens)), self.min_n - 1, -1):
+            follow = self._next.get(tuple(self.tokens[-n:]))
+            if follow is not None:
+                return self.tokens[follow:follow + k]
+        return []
+
+
+def check_draft_token(scores: torch.Tensor, draft: int, do_sample: bool,
+                      generator: torch.Generator | None) -> tuple[int, bool]:
+    """(token, kept): the draft token if the model keeps it, else the model's own token instead.
+
+    `scores` (V,) are the processed logits at the draft's position. Greedy keeps the argmax; sampling
+    keeps `draft` with probability p(draft), else draws from p with `draft` removed.
+    """
+    if not do_sample:
+        best = int(scores.argmax())
+        return best, best == draft
+    probs = scores.softmax(dim=-1)
+    if float(torch.rand((), generator=generator, device=probs.device)) < float(probs[draft]):
+        return draft, True
+    probs[draft] = 0.0
+    return int(torch.multinomial(probs, 1, generator=generator)), False
+
+
+@torch.inference_mode()
+def speculative_steps(
+    model: Transformer,
+    prompt: Sequence[int],
+    config: GenerationConfig,
+    eos_ids: Sequence[int],
+    generator: torch.Generator | None = None,
+    one_token_forward: Callable[..., torch.Tensor] | None = None,
+    stats: SpeculationStats | None = None,
+) -> Iterator[int]:
+    """Yield the new tokens of one prompt, drafting up to `config.prompt_lookup_num_tokens` at a time.
+
+    `one_token_forward` (a compiled step) runs the steps without a draft; drafts go through `model`.
+    """
+    stats = stats if stats is not None else SpeculationStats()
+    device = model.tok_embeddings.weight.device
+    k, prompt_len = config.prompt_lookup_num_tokens, len(prompt)
+    tokens = torch.zeros((1, prompt_len + config.max_new_tokens), dtype=torch.long, device=device)
+    tokens[0, :prompt_len] = torch.tensor(list(prompt), dtype=torch.long)
+    caches = model.new_caches(1, tokens.shape[1])
+    processors = config.processors(eos_ids, prompt_len)
+    eos = set() if config.ignore_eos else set(eos_ids)
+    index = NgramIndex(prompt)
+    step_forward = model if one_token_forward is None else one_token_forward
+
+    logits = model(tokens[:, :prompt_len], caches, 0, last_only=True)
+    scores = sampling.apply_processors(processors, tokens[:, :prompt_len], logits[:, -1].float())
+    new = [int(sampling.pick_next(scores, config.sampling, generator)[0])]
+    n = prompt_len  # tokens in the sequence; the newest one, not yet read by the model, comes from `new`
+    while True:
+        for token in new:
+            tokens[0, n] = token
+            n += 1
+            index.append(token)
+            yield token
+            if token in eos or n - prompt_len == config.max_new_tokens:
+                return
+        draft = index.draft(min(k, config.max_new_tokens - (n - prompt_len) - 1))  # room for the model's token
+        stats.forwards += 1
+        stats.drafted += len(draft)
+        if not draft:
+            logits = step_forward(tokens[:, n - 1:n], caches, n - 1, None, None)
+        else:  # the newest token and the draft in one causal forward from position n - 1
+            end = n + len(draft)
+            tokens[0, n:end] = torch.tensor(draft, dtype=torch.long)
+            causal = padding_mask(torch.ones((1, end), dtype=torch.bool, device=device), n - 1, end)
+            logits = model(tokens[:, n - 1:end], caches, n - 1, None, causal)
+        new = []
+        for j in range(len(draft) + 1):
+            scores = sampling.apply_processors(processors, tokens[:, :n + j], logits[:, j].float())
+            if j == len(draft):
+                new.append(int(sampling.pick_next(scores, config.sampling, generator)[0]))
+                break
+            token, kept = check_draft_token(scores[0], draft[j], config.sampling, generator)
+            new.append(token)
+            if not kept:
+                break
+            stats.accepted += 1
