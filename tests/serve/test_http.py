@@ -109,13 +109,20 @@ def test_a_full_queue_answers_429_and_recovers(serve_text, monkeypatch):
     from luoxia.serve.config import ServeConfig
 
     release = threading.Event()
-    unblocked = serve_text.stream_rows
+    unblocked = serve_text.running_batch
 
-    def held(rows, cancelled):  # the worker waits here until the test lets it go
-        release.wait(30)
-        yield from unblocked(rows, cancelled)
+    def held(config):  # the worker's first step waits until the test lets it go
+        batch, seed = unblocked(config)
+        step = batch.step
 
-    monkeypatch.setattr(serve_text, "stream_rows", held)
+        def held_step():
+            release.wait(30)
+            return step()
+
+        batch.step = held_step
+        return batch, seed
+
+    monkeypatch.setattr(serve_text, "running_batch", held)
     running = start_server(create_app(ServeConfig(max_queue=1, max_batch=1, batch_window_ms=0), serve_text),
                            serve_text)
     request = {"prompt": "Hi", "max_tokens": 2, "temperature": 0}

@@ -1,13 +1,16 @@
-"""A queue in front of one text model, batching requests that arrive together.
+"""A queue in front of one text model, batching requests continuously.
 
 Handlers `submit` a job (one or more prepared rows: `n` choices, or several prompts) and iterate
-its events; one worker thread owns the model and decodes jobs whose sampling settings match as
-one left-padded batch (`TextModel.stream_rows`), up to `max_batch` rows. A request that fixes a
-seed runs in a batch of its own, so the same request gives the same text again.
+its events; one worker thread owns the model. Jobs whose sampling settings match decode as one
+running batch (`text.batching.RunningBatch`) of up to `max_batch` rows: a job that arrives while it
+runs joins it at the next step, instead of waiting for its longest row to end, and a row that ends
+frees its place at once. Jobs are taken in order: one with other settings waits until the running
+batch has drained, and joins stop meanwhile. A request that fixes a seed runs in a batch of its own
+(static, `TextModel.stream_rows`), so the same request gives the same text again; so do settings
+that count tokens from a shared prompt length (`batching.joinable`).
 
-Batching is static: a batch runs until its last row ends, and requests that arrive meanwhile
-wait for the next one. A reader that goes away (a client disconnecting mid-stream) cancels its
-job: its rows stop at the next token, and a batch whose rows have all gone stops at once.
+A reader that goes away (a client disconnecting mid-stream) cancels its job: its rows stop at the
+next token, and their places go to the next jobs.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from luoxia.core.openmp import release_thread_pool
-from luoxia.text.pipeline import GenerationResult, PreparedPrompt, TextModel
+from luoxia.text.batching import RunningBatch, joinable
+from luoxia.text.pipeline import GenerationResult, PreparedPrompt, RowStream, TextModel
 
 _DONE = object()
+UNUSED_COLUMNS = 256  # a running batch drops the cache columns before its oldest row's first token beyond this
 
 
 class QueueFullError(Exception):
@@ -39,13 +44,23 @@ class Job:
     submitted: float = dataclasses.field(default_factory=time.perf_counter)
 
     @property
+    def live(self) -> list[tuple[int, PreparedPrompt]]:
+        """The rows to decode (not refused by the content filter), with their index in the job."""
+        return [(k, row) for k, row in enumerate(self.rows) if row.refusal is None]
+
+    @property
     def key(self) -> str | None:
         """Jobs with equal keys can share a batch; None runs alone (seeded, or already refused)."""
-        live = [r for r in self.rows if r.refusal is None]
-        if not live or live[0].config.seed is not None:
+        live = self.live
+        if not live or live[0][1].config.seed is not None:
             return None
-        settings = dataclasses.replace(live[0].config, max_new_tokens=1, stop=()).to_dict()
+        settings = dataclasses.replace(live[0][1].config, max_new_tokens=1, stop=()).to_dict()
         return json.dumps(settings, sort_keys=True, default=str)
+
+    @property
+    def continuous(self) -> bool:
+        """Whether the job can run in (and join) a running batch."""
+        return self.key is not None and joinable(self.live[0][1].config)
 
     def emit(self, row: int | None, event: object) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, (row, event))
@@ -73,6 +88,7 @@ class EngineStats:
     cancelled: int = 0  # rows stopped because their reader went away
     busy_s: float = 0.0
     largest_batch: int = 0
+    joined: int = 0  # rows that joined a batch already running
     active: int = 0  # rows decoding now
 
     def to_dict(self) -> dict:
@@ -127,8 +143,92 @@ class TextEngine:
                     return
                 first = self._pending[0]
             if first.key is not None and self.batch_window_s > 0:
-                time.sleep(self.batch_window_s)  # let requests that arrive together share the batch
-            self._run(self._take_batch())
+                time.sleep(self.batch_window_s)  # let requests that arrive together start together
+            if first.continuous:
+                self._run_continuous(first)
+            else:
+                self._run(self._take_batch())
+
+    def _run_continuous(self, first: Job) -> None:
+        """Decode `first` and the jobs after it with its settings as one running batch, which later jobs
+        with those settings join between steps, until no row is left."""
+        t0 = time.perf_counter()
+        batch, seed = self.model.running_batch(first.live[0][1].config)
+        active: dict[int, tuple[Job, int, RowStream]] = {}  # batch row -> (job, row in job, its stream)
+        open_rows: dict[int, int] = {}  # id(job) -> rows still decoding
+        jobs: list[Job] = []
+        self.stats.batches += 1
+        try:
+            self._admit(batch, first.key, seed, active, open_rows, jobs)
+            while active and not self._stopping:
+                for row, token in batch.step().items():
+                    job, k, stream = active[row]
+                    if job.cancelled.is_set():
+                        stream.reason = "interrupted"  # its reader has gone: no result
+                        self.stats.cancelled += 1
+                    else:
+                        for event in stream.feed(token):
+                            job.emit(k, event)
+                        if stream.reason:
+                            self.stats.tokens += len(stream.new_ids)
+                    if stream.reason:
+                        batch.free(row)
+                        del active[row]
+                        open_rows[id(job)] -= 1
+                        if open_rows[id(job)] == 0:
+                            job.emit(None, _DONE)
+                self.stats.active = len(active)
+                if not active:
+                    break
+                if (not self._pending and batch.rows >= 2 * len(active)) or batch.unused_columns() >= UNUSED_COLUMNS:
+                    moved = batch.compact()  # mostly free rows, or a batch that has run long: shrink it
+                    active = {moved[row]: owner for row, owner in active.items()}
+                batch.advance()
+                self._admit(batch, first.key, seed, active, open_rows, jobs)
+        except Exception as e:  # a bug or an engine failure: every reader of the batch hears of it
+            for job in jobs:
+                job.emit(None, e)
+        finally:
+            for job in jobs:
+                if open_rows.get(id(job)):
+                    job.emit(None, _DONE)
+            self.stats.active = 0
+            self.stats.busy_s += time.perf_counter() - t0
+
+    def _admit(self, batch: RunningBatch, key: str | None, seed: int | None, active: dict, open_rows: dict,
+               jobs: list[Job]) -> None:
+        """Move waiting jobs with the batch's settings into it, oldest first, while it has room; stop at
+        the first job that must wait (other settings, or too many rows), so no job is overtaken."""
+        joining = []
+        with self._wake:
+            rows = len(active)
+            while self._pending:
+                job = self._pending[0]
+                if job.cancelled.is_set():
+                    self._pending.popleft()
+                    job.emit(None, _DONE)
+                    continue
+                if job.key != key or rows + len(job.live) > self.max_batch:
+                    break
+                joining.append(self._pending.popleft())
+                rows += len(job.live)
+        for job in joining:
+            jobs.append(job)
+            self.stats.requests += 1
+            self.stats.rows += len(job.rows)
+            if active:
+                self.stats.joined += len(job.live)
+            for k, row in enumerate(job.rows):
+                if row.refusal is not None:
+                    job.emit(k, row.refusal)
+                    job.emit(k, self.model.refused(row))
+            live = job.live
+            slots = batch.add([row.ids for _, row in live], [row.config.max_new_tokens for _, row in live])
+            for slot, (k, row) in zip(slots, live):
+                active[slot] = (job, k, RowStream(self.model, row, seed, batch.live_rows))
+            open_rows[id(job)] = len(live)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(active))
+        self.stats.active = len(active)
 
     def _take_batch(self) -> list[Job]:
         with self._wake:

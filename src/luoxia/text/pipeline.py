@@ -26,6 +26,7 @@ from luoxia.core.errors import InputEncodingError, InvalidParameterError, Prompt
 from luoxia.core.provenance import Provenance
 from luoxia.core.registry import DEFAULT_TEXT_MODEL
 from luoxia.safety.policy import SafetyConfig
+from luoxia.text.batching import RunningBatch
 from luoxia.text.beam_search import beam_search
 from luoxia.text.chat import Message
 from luoxia.text.compiled import compiled_decode_step
@@ -65,15 +66,45 @@ class PreparedPrompt:
     refusal: str | None = None  # set when the content filter refused the prompt
 
 
-@dataclasses.dataclass
-class _RowState:
-    """One row of a batch being decoded: its text so far and how much of it was handed out."""
+class RowStream:
+    """One row of a batch as its tokens arrive: detokenised, cut at stop strings, ended by EOS or its length.
 
-    decoder: object
-    new_ids: list[int] = dataclasses.field(default_factory=list)
-    text: str = ""
-    shown: int = 0
-    reason: str | None = None
+    `feed` turns a token into the events it makes: a text piece (never part of a stop string or of a
+    character) and, once the row ends, its GenerationResult.
+    """
+
+    def __init__(self, owner: TextModel, row: PreparedPrompt, seed: int | None, batch_size: int):
+        self.owner, self.row, self.seed, self.batch_size = owner, row, seed, batch_size
+        self.decoder = owner.tokenizer.stream_decoder()
+        self.eos = set() if row.config.ignore_eos else set(owner.tokenizer.eos_ids)
+        self.new_ids: list[int] = []
+        self.text, self.shown, self.reason = "", 0, None
+        self.t0, self.t_first = time.perf_counter(), None
+
+    def feed(self, token: int) -> list[str | GenerationResult]:
+        self.t_first = self.t_first or time.perf_counter()
+        self.new_ids.append(token)
+        stop = self.row.config.stop
+        if token in self.eos:
+            self.reason = "eos"
+        else:
+            self.text += self.decoder.step(token)
+            cut = find_stop(self.text, stop)
+            if cut >= 0:
+                self.text, self.reason = self.text[:cut], "stop"
+            elif len(self.new_ids) >= self.row.config.max_new_tokens:
+                self.reason = "length"
+        events: list[str | GenerationResult] = []
+        end = len(self.text) if self.reason else safe_length(self.text, stop)
+        if end > self.shown:
+            events.append(self.text[self.shown:end])
+            self.shown = end
+        if self.reason:
+            row = self.row
+            events.append(self.owner._result(row.prompt, row.ids, self.new_ids, self.text, self.reason,
+                                             dataclasses.replace(row.config, seed=self.seed), self.t0, self.t_first,
+                                             batch_size=self.batch_size, safety=row.safety))
+        return events
 
 
 class TextStream:
@@ -243,6 +274,10 @@ class TextModel:
         stream.result = self._refused(prompt, refusal, config, safety)
         yield refusal
 
+    def refused(self, row: PreparedPrompt) -> GenerationResult:
+        """The result of a prompt the content filter refused (its refusal as the text)."""
+        return self._refused(row.prompt, row.refusal, row.config, row.safety)
+
     def _refused(self, prompt: str, refusal: str, config: GenerationConfig, safety: dict) -> GenerationResult:
         return self._result(prompt, [], [], refusal, "filtered", config, time.perf_counter(), None, safety=safety)
 
@@ -327,48 +362,35 @@ class TextModel:
         for i, row in enumerate(rows):
             if row.refusal is not None:
                 yield i, row.refusal
-                yield i, self._refused(row.prompt, row.refusal, row.config, row.safety)
+                yield i, self.refused(row)
         if not live:
             return
         longest = max(rows[i].config.max_new_tokens for i in live)
         config, generator = self._seeded(dataclasses.replace(rows[live[0]].config, max_new_tokens=longest))
-        eos = set() if config.ignore_eos else set(self.tokenizer.eos_ids)
-        states = {i: _RowState(self.tokenizer.stream_decoder()) for i in live}
-        t0, t_first = time.perf_counter(), None
+        streams = {i: RowStream(self, rows[i], config.seed, len(live)) for i in live}
         steps = decode_steps(self.model, [rows[i].ids for i in live], config, self.tokenizer.eos_ids,
                              self._pad_id(), generator, self.decode_step)
         try:
             for step in steps:
-                t_first = t_first or time.perf_counter()
                 for i, token in zip(live, step.tolist()):
-                    state, row = states[i], rows[i]
-                    if state.reason is not None:
+                    stream = streams[i]
+                    if stream.reason is not None:
                         continue
                     if cancelled(i):
-                        state.reason = "interrupted"
+                        stream.reason = "interrupted"
                         continue
-                    state.new_ids.append(token)
-                    if token in eos:
-                        state.reason = "eos"
-                    else:
-                        state.text += state.decoder.step(token)
-                        cut = find_stop(state.text, row.config.stop)
-                        if cut >= 0:
-                            state.text, state.reason = state.text[:cut], "stop"
-                        elif len(state.new_ids) >= row.config.max_new_tokens:
-                            state.reason = "length"
-                    end = len(state.text) if state.reason else safe_length(state.text, row.config.stop)
-                    if end > state.shown:
-                        yield i, state.text[state.shown:end]
-                        state.shown = end
-                    if state.reason:
-                        row_config = dataclasses.replace(row.config, seed=config.seed)
-                        yield i, self._result(row.prompt, row.ids, state.new_ids, state.text, state.reason, row_config,
-                                              t0, t_first, batch_size=len(live), safety=row.safety)
-                if all(states[i].reason for i in live):
+                    for event in stream.feed(token):
+                        yield i, event
+                if all(streams[i].reason for i in live):
                     return
         finally:
             steps.close()
+
+    def running_batch(self, config: GenerationConfig) -> tuple[RunningBatch, int | None]:
+        """An empty continuous batch (`text.batching`) for rows with `config`'s sampling settings, and the
+        seed its random generator was given (recorded in each row's provenance)."""
+        config, generator = self._seeded(config)
+        return RunningBatch(self.model, config, self._pad_id(), generator, self.decode_step), config.seed
 
     def _pad_id(self) -> int:
         tok = self.tokenizer
