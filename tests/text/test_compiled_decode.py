@@ -81,3 +81,35 @@ def test_warm_up_leaves_nothing_to_compile(tiny_llama_dir):
     model.generate(["one", "two three", "four five six", "seven", "x y"], max_new_tokens=7, ignore_eos=True)
     model.generate("a longer single prompt than before", max_new_tokens=9, ignore_eos=True)
     assert graphs["unique_graphs"] == before
+
+
+def test_warm_up_covers_a_continuous_batch(tiny_llama_dir):
+    """The server's running batch: rows join and leave, one padded row decodes alone, columns get dropped."""
+    from luoxia.text.generate import GenerationConfig
+    from luoxia.text.pipeline import TextModel
+
+    model = TextModel.load(str(tiny_llama_dir), quant="none", compile=True)
+    model.warm_up()
+    graphs = torch._dynamo.utils.counters["stats"]
+    before = graphs["unique_graphs"]
+    batch, _ = model.running_batch(GenerationConfig())
+    encode = model.tokenizer.encode
+    rows = batch.add([encode("a longer prompt than the next"), encode("two")], [4, 9])
+    for step in range(8):
+        for row in batch.step():
+            if (row, step) == (rows[0], 3):
+                batch.free(row)
+        if step == 4:
+            batch.compact()  # one row left, real from its first column on: no mask
+        if step == 5:
+            batch.add([encode("a b c d e f")], [2])  # joins padded: batch 2 with a mask
+        batch.advance()
+    lone = model.running_batch(GenerationConfig())[0]
+    first = lone.add([encode("a b c d e f g h")], [2])[0]
+    lone.step()
+    lone.free(first)
+    lone.add([encode("x")], [3])  # reuses the row, left-padded: batch 1 with a mask
+    for _ in range(2):
+        lone.step()
+        lone.advance()
+    assert graphs["unique_graphs"] == before

@@ -52,6 +52,7 @@ class RunningBatch:
         self.processors = config.processors()
         self._reset()
 
+    @torch.inference_mode()  # like decode_steps' caches: a compiled step guards on the kind of tensor
     def _reset(self) -> None:
         self.cur = 0  # the column of every live row's next token
         self.tokens = torch.zeros((0, 0), dtype=torch.long, device=self.device)
@@ -178,6 +179,7 @@ class RunningBatch:
             return self.cur
         return int(self.real[torch.tensor(keep, device=self.device), :self.cur].int().argmax(-1).min())
 
+    @torch.inference_mode()
     def compact(self) -> dict[int, int]:
         """Drop the free rows and the columns before every live row's first token; {old row: new row}."""
         keep = [i for i, alive in enumerate(self.live) if alive]

@@ -155,11 +155,20 @@ class TextModel:
     def warm_up(self) -> None:
         """Run the compiled decode step at batch 1 and on left-padded batches, so that no request waits for
         a compile (batch 1 is a graph of its own; Dynamo first fits a padded batch's graph to its size,
-        then on a second size compiles one for every size)."""
-        if self.decode_step is not None:
-            self.generate(["a", "a b c d"], max_new_tokens=2, ignore_eos=True)
-            self.generate(["a", "a b c d", "a b"], max_new_tokens=2, ignore_eos=True)
-            self.generate("a", max_new_tokens=2, ignore_eos=True)
+        then on a second size compiles one for every size; a server's running batch can also hold one
+        left-padded row)."""
+        if self.decode_step is None:
+            return
+        self.generate(["a", "a b c d"], max_new_tokens=2, ignore_eos=True)
+        self.generate(["a", "a b c d", "a b"], max_new_tokens=2, ignore_eos=True)
+        self.generate("a", max_new_tokens=2, ignore_eos=True)
+        batch, _ = self.running_batch(GenerationConfig())
+        row = batch.add([self.encode_prompt("a b c d")], [1])[0]
+        batch.step()
+        batch.free(row)
+        batch.add([self.encode_prompt("a")], [2])  # the freed row again, its prompt left-padded
+        batch.step()
+        batch.advance()
 
     @property
     def has_chat_template(self) -> bool:
