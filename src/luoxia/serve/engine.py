@@ -212,21 +212,23 @@ class TextEngine:
                     break
                 joining.append(self._pending.popleft())
                 rows += len(job.live)
-        for job in joining:
+        if not joining:
+            return
+        for job in joining:  # known to the batch first, so that a failure below reaches every one of them
             jobs.append(job)
+            open_rows[id(job)] = len(job.live)
             self.stats.requests += 1
             self.stats.rows += len(job.rows)
-            if active:
-                self.stats.joined += len(job.live)
             for k, row in enumerate(job.rows):
                 if row.refusal is not None:
                     job.emit(k, row.refusal)
                     job.emit(k, self.model.refused(row))
-            live = job.live
-            slots = batch.add([row.ids for _, row in live], [row.config.max_new_tokens for _, row in live])
-            for slot, (k, row) in zip(slots, live):
-                active[slot] = (job, k, RowStream(self.model, row, seed, batch.live_rows))
-            open_rows[id(job)] = len(live)
+        if active:
+            self.stats.joined += sum(len(job.live) for job in joining)
+        owners = [(job, k, row) for job in joining for k, row in job.live]
+        slots = batch.add([row.ids for _, _, row in owners], [row.config.max_new_tokens for _, _, row in owners])
+        for slot, (job, k, row) in zip(slots, owners):
+            active[slot] = (job, k, RowStream(self.model, row, seed, batch.live_rows))
         self.stats.largest_batch = max(self.stats.largest_batch, len(active))
         self.stats.active = len(active)
 
