@@ -180,8 +180,9 @@ class TextEngine:
                 self.stats.active = len(active)
                 if not active:
                     break
-                if (not self._pending and batch.rows >= 2 * len(active)) or batch.unused_columns() >= UNUSED_COLUMNS:
-                    moved = batch.compact()  # mostly free rows, or a batch that has run long: shrink it
+                long_run = batch.cur >= UNUSED_COLUMNS and batch.unused_columns() >= UNUSED_COLUMNS
+                if long_run or (not self._pending and batch.rows >= 2 * len(active)):
+                    moved = batch.compact()  # a batch that has run long, or one of mostly free rows: shrink it
                     active = {moved[row]: owner for row, owner in active.items()}
                 batch.advance()
                 self._admit(batch, first.key, seed, active, open_rows, jobs)
