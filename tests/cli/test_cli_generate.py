@@ -59,7 +59,8 @@ def test_every_config_field_has_a_flag():
                    "--repetition-penalty", "1.1", "--frequency-penalty", "0.5", "--presence-penalty", "0.5",
                    "--no-repeat-ngram-size", "2", "--num-beams", "1",
                    "--length-penalty", "1", "--early-stopping", "true", "--stop", ".", "--seed", "1", "--ignore-eos",
-                   "--watermark", "key", "--prompt-lookup", "4")
+                   "--watermark", "key", "--prompt-lookup", "4",
+                   "--prediction", __file__)
     assert set(every) == {f.name for f in dataclasses.fields(GenerationConfig)}
     GenerationConfig(**every).validate()
 
@@ -114,6 +115,13 @@ def test_stdin_not_utf8(luoxia, no_loading):
 
 def test_prompt_file_missing(luoxia, no_loading, tmp_path):
     luoxia("generate", "--prompt-file", tmp_path / "nope.txt").assert_user_error("--prompt-file", "nope.txt")
+
+
+def test_prediction_file_missing_or_not_utf8(luoxia, no_loading, tmp_path):
+    luoxia("generate", "hi", "--prediction", tmp_path / "nope.txt").assert_user_error("--prediction", "nope.txt")
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("café".encode("latin-1"))
+    luoxia("generate", "hi", "--prediction", path).assert_user_error("--prediction", "UTF-8")
 
 
 def test_prompt_twice_or_never(luoxia, no_loading, tmp_path):

@@ -49,10 +49,17 @@ def test_serve_runs_on_loopback_and_stops_on_sigint(tiny_llama_dir):
     assert f"http://127.0.0.1:{port}/" in err
 
 
+def _fd_target(pid: int, fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except FileNotFoundError:  # closed since it was listed
+        return ""
+
+
 def _listeners(pid: int) -> list[str]:
     """Local addresses the process listens on, from /proc (IPv4)."""
-    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
-              if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")}
+    targets = [_fd_target(pid, fd) for fd in os.listdir(f"/proc/{pid}/fd")]
+    inodes = {target[8:-1] for target in targets if target.startswith("socket:")}
     out = []
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:

@@ -164,3 +164,23 @@ def test_more_rows_than_a_batch_is_400(client, server):
     with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(model=server.text.name, prompt=["a"] * 9, n=2, max_tokens=2)
     assert e.value.body["param"] == "prompt" and "at once" in e.value.body["message"]
+
+
+def test_a_prediction_leaves_the_answer_and_reports_its_drafts(client, server):
+    """OpenAI's predicted outputs: the answer is the one without it; usage counts the drafts kept and dropped
+    (how many are kept is tested on the embedded model, tests/text/test_speculative.py)."""
+    messages = [{"role": "user", "content": "Tell me about foxes"}]
+    plain = client.chat.completions.create(model=server.text.name, messages=messages, max_tokens=24, temperature=0)
+    answer = plain.choices[0].message.content.removesuffix(NOTICE_SUFFIX)
+    predicted = client.chat.completions.create(model=server.text.name, messages=messages, max_tokens=24,
+                                               temperature=0, prediction={"type": "content", "content": answer})
+    assert predicted.choices[0].message.content == plain.choices[0].message.content
+    details = predicted.usage.completion_tokens_details
+    speculation = predicted.choices[0].model_extra["provenance"]["stats"]["speculation"]
+    assert details.accepted_prediction_tokens == speculation["accepted"]
+    assert details.accepted_prediction_tokens + details.rejected_prediction_tokens == speculation["drafted"] > 0
+    assert plain.usage.completion_tokens_details is None
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=server.text.name, messages=messages, max_tokens=4,
+                                       prediction={"type": "file", "content": answer})
+    assert e.value.body["param"].startswith("prediction")

@@ -145,3 +145,15 @@ def test_copying_the_prompt_is_drafted_and_accepted_on_the_embedded_model(smollm
     speculation = drafted.provenance.stats["speculation"]
     assert speculation["acceptance_rate"] > 0.5  # drafts overshoot at the sentence's end
     assert speculation["forwards"] < len(drafted.token_ids) / 2
+
+
+def test_a_prediction_of_the_answer_is_drafted_and_kept(smollm2):
+    """Predicted outputs: given the answer it will write (an edit's unchanged text), the model checks it
+    in a few forwards and writes the same answer."""
+    prompt = "Name three colours, one per line."
+    plain = smollm2.generate(prompt, chat=True, max_new_tokens=30)
+    predicted = smollm2.generate(prompt, chat=True, max_new_tokens=30, prediction=plain.text)
+    assert predicted.text == plain.text
+    speculation = predicted.provenance.stats["speculation"]
+    assert speculation["accepted"] >= len(plain.token_ids) - 3  # all but the first, the last and EOS
+    assert speculation["forwards"] <= 3

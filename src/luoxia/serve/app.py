@@ -249,7 +249,13 @@ class Reply:
     def _usage(self, results: dict[int, GenerationResult]) -> dict:
         prompt = sum(r.provenance.stats.get("prompt_tokens", 0) for i, r in results.items() if i % self.req.n == 0)
         completion = sum(len(r.token_ids) for r in results.values())
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        drafts = [r.provenance.stats["speculation"] for r in results.values() if "speculation" in r.provenance.stats]
+        if drafts:  # with a prediction: draft tokens the model kept and dropped (drafts come from the prompt too)
+            kept, drafted = sum(d["accepted"] for d in drafts), sum(d["drafted"] for d in drafts)
+            usage["completion_tokens_details"] = {"accepted_prediction_tokens": kept,
+                                                  "rejected_prediction_tokens": drafted - kept}
+        return usage
 
     async def whole(self, events: AsyncIterator) -> dict:
         results: dict[int, GenerationResult] = {}

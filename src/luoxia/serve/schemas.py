@@ -5,7 +5,8 @@ and ignored; features this server does not have (tools, logprobs, logit_bias, ..
 name rather than silently dropped; any other unknown field is an error, so a misspelt
 `temprature` does not go unnoticed. luoxia's own decoding knobs (`top_k`, `min_p`,
 `repetition_penalty`, `min_tokens`) and `visible_label` are accepted as extensions (the openai
-client sends them with `extra_body`).
+client sends them with `extra_body`). `prediction` (predicted outputs) drafts tokens for speculative
+decoding: the answer is the one it would be without it, only sooner.
 """
 
 from __future__ import annotations
@@ -21,13 +22,32 @@ IGNORED = {"user", "metadata", "store", "service_tier", "safety_identifier", "pr
 # field -> the value that means "not asked for" (None: any value is refused)
 UNSUPPORTED = {"tools": [], "tool_choice": "none", "functions": [], "function_call": "none", "logprobs": False,
                "top_logprobs": 0, "logit_bias": {}, "echo": False, "suffix": None, "best_of": 1, "audio": None,
-               "prediction": None, "web_search_options": None, "modalities": ["text"]}
+               "web_search_options": None, "modalities": ["text"]}
 IMAGE_IGNORED = {"user", "moderation", "quality", "style", "background", "output_compression", "safety_identifier"}
 
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
     include_usage: bool = False
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: str | None = None
+
+
+class Prediction(BaseModel):
+    """OpenAI's predicted outputs: text the answer is expected to largely repeat (a file being edited)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["content"]
+    content: str | list[ContentPart]
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text or "" for part in self.content if part.type == "text")
 
 
 class Decoding(BaseModel):
@@ -47,6 +67,7 @@ class Decoding(BaseModel):
     seed: int | None = None
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     presence_penalty: float = Field(0.0, ge=-2, le=2)
+    prediction: Prediction | None = None
     # luoxia's extensions
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)
@@ -76,6 +97,8 @@ class Decoding(BaseModel):
             params["repetition_penalty"] = self.repetition_penalty
         if self.min_tokens:
             params["min_new_tokens"] = self.min_tokens
+        if self.prediction is not None and self.prediction.text():
+            params["prediction"] = self.prediction.text()  # drafts for speculative decoding (text.speculative)
         return params
 
 
@@ -89,12 +112,6 @@ class CompletionRequest(Decoding):
         if not prompts or any(not p for p in prompts):
             raise ValueError("give a non-empty prompt (a string or a list of strings)")
         return prompts
-
-
-class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    type: str
-    text: str | None = None
 
 
 class ChatMessage(BaseModel):

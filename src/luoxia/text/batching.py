@@ -33,7 +33,7 @@ from luoxia.text.model import Transformer
 
 def joinable(config: GenerationConfig) -> bool:
     """Whether rows with these settings can join a running batch (no processor counts from a prompt length)."""
-    return (config.num_beams == 1 and not config.prompt_lookup_num_tokens and config.min_new_tokens == 0
+    return (config.num_beams == 1 and not config.lookup and config.min_new_tokens == 0
             and not config.frequency_penalty and not config.presence_penalty and config.no_repeat_ngram_size == 0)
 
 

@@ -18,6 +18,8 @@ from luoxia.safety.watermark import WatermarkConfig, watermark_processor
 from luoxia.text import sampling
 from luoxia.text.model import Transformer
 
+PREDICTION_DRAFT = 8  # draft length when a prediction is given without prompt_lookup_num_tokens
+
 
 @dataclasses.dataclass
 class GenerationConfig:
@@ -46,6 +48,7 @@ class GenerationConfig:
     ignore_eos: bool = False
     watermark: WatermarkConfig | None = None  # Kirchenbauer et al. green-list watermark (safety.watermark)
     prompt_lookup_num_tokens: int = 0  # speculative decoding: draft up to this many tokens (text.speculative)
+    prediction: str | None = None  # text the answer is expected to resemble: drafts come from it too (OpenAI's)
 
     def validate(self) -> GenerationConfig:
         checks = [
@@ -64,7 +67,7 @@ class GenerationConfig:
             (self.early_stopping in (True, False, "never"), "early_stopping must be true, false or 'never'"),
             (0 <= self.prompt_lookup_num_tokens <= 64,
              f"prompt_lookup_num_tokens must be in [0, 64], got {self.prompt_lookup_num_tokens}"),
-            (not (self.prompt_lookup_num_tokens and self.num_beams > 1),
+            (not ((self.prompt_lookup_num_tokens or self.prediction) and self.num_beams > 1),
              "prompt lookup drafts for greedy or sampled decoding, not beam search; drop one of them"),
             (not (self.num_beams > 1 and self.sampling), "beam search with sampling is not supported; "
                                                           "use num_beams=1 to sample or do_sample=False for beams"),
@@ -75,6 +78,11 @@ class GenerationConfig:
         if self.watermark is not None:
             self.watermark.validate()
         return self
+
+    @property
+    def lookup(self) -> int:
+        """Draft tokens per step of speculative decoding: as asked, or PREDICTION_DRAFT with a prediction."""
+        return self.prompt_lookup_num_tokens or (PREDICTION_DRAFT if self.prediction else 0)
 
     @property
     def sampling(self) -> bool:

@@ -80,6 +80,7 @@ class RowStream:
         self.new_ids: list[int] = []
         self.text, self.shown, self.reason = "", 0, None
         self.t0, self.t_first = time.perf_counter(), None
+        self.speculation: SpeculationStats | None = None  # set when the row decodes speculatively
 
     def feed(self, token: int) -> list[str | GenerationResult]:
         self.t_first = self.t_first or time.perf_counter()
@@ -103,7 +104,8 @@ class RowStream:
             row = self.row
             events.append(self.owner._result(row.prompt, row.ids, self.new_ids, self.text, self.reason,
                                              dataclasses.replace(row.config, seed=self.seed), self.t0, self.t_first,
-                                             batch_size=self.batch_size, safety=row.safety))
+                                             batch_size=self.batch_size, safety=row.safety,
+                                             speculation=self.speculation))
         return events
 
 
@@ -307,10 +309,9 @@ class TextModel:
         speculation = None
         if config.num_beams > 1:
             steps = iter(beam_search(self.model, ids, config, self.tokenizer.eos_ids)[0])
-        elif config.prompt_lookup_num_tokens:
+        elif config.lookup:
             speculation = SpeculationStats()
-            steps = speculative_steps(self.model, ids, config, self.tokenizer.eos_ids, generator, self.decode_step,
-                                      speculation)
+            steps = self._speculative_steps(ids, config, generator, speculation)
         else:
             steps = (int(t[0]) for t in decode_steps(self.model, [ids], config, self.tokenizer.eos_ids,
                                                      self._pad_id(), generator, self.decode_step))
@@ -345,6 +346,12 @@ class TextModel:
             stream.result = self._result(prompt, ids, new_ids, text, reason, config, t0, t_first, safety=safety,
                                          speculation=speculation)
 
+    def _speculative_steps(self, ids: list[int], config: GenerationConfig, generator: torch.Generator | None,
+                           stats: SpeculationStats) -> Iterator[int]:
+        prediction = self.tokenizer.encode(config.prediction, add_special_tokens=False) if config.prediction else []
+        return speculative_steps(self.model, ids, config, self.tokenizer.eos_ids, generator, self.decode_step, stats,
+                                 prediction)
+
     def _generate_batch(self, prompts: list[str], *, chat: bool, system: str | None, truncate: bool,
                         **params) -> list[GenerationResult]:
         config = GenerationConfig(**params).validate()
@@ -363,7 +370,7 @@ class TextModel:
         and `(row, GenerationResult)` when a row ends.
 
         The rows share their sampling settings and seed (the first row's); each keeps its own
-        `max_new_tokens` and stop strings (a batch decodes one token per step: no prompt lookup). A
+        `max_new_tokens` and stop strings (prompt lookup and predictions apply to a single row only). A
         refused row yields its refusal at once; a row for which `cancelled(row)` turns true stops
         without a result (its reader has gone).
         """
@@ -377,8 +384,13 @@ class TextModel:
         longest = max(rows[i].config.max_new_tokens for i in live)
         config, generator = self._seeded(dataclasses.replace(rows[live[0]].config, max_new_tokens=longest))
         streams = {i: RowStream(self, rows[i], config.seed, len(live)) for i in live}
-        steps = decode_steps(self.model, [rows[i].ids for i in live], config, self.tokenizer.eos_ids,
-                             self._pad_id(), generator, self.decode_step)
+        if len(live) == 1 and config.lookup:  # one row: speculative decoding as in `stream`
+            streams[live[0]].speculation = SpeculationStats()
+            steps = (torch.tensor([t]) for t in self._speculative_steps(rows[live[0]].ids, config, generator,
+                                                                          streams[live[0]].speculation))
+        else:
+            steps = decode_steps(self.model, [rows[i].ids for i in live], config, self.tokenizer.eos_ids,
+                                 self._pad_id(), generator, self.decode_step)
         try:
             for step in steps:
                 for i, token in zip(live, step.tolist()):

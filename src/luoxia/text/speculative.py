@@ -63,13 +63,15 @@ class NgramIndex:
             self._next[tuple(self.tokens[end - n:])] = end
         self.tokens.append(token)
 
-    def draft(self, k: int) -> list[int]:
-        """Up to k tokens that followed the latest earlier occurrence of the sequence's last n-gram, the
-        longest n first; none when not even its last `min_n` tokens occurred before."""
+    def draft(self, k: int, tail: Sequence[int] | None = None) -> list[int]:
+        """Up to k tokens that followed the latest earlier occurrence of the last n-gram of `tail` (by
+        default the sequence's own end), the longest n first; none when not even its last `min_n`
+        tokens occurred before."""
+        tail = self.tokens[-self.max_n:] if tail is None else list(tail[-self.max_n:])
         if k <= 0:
             return []
-        for n in range(min(self.max_n, len(self.tokens)), self.min_n - 1, -1):
-            follow = self._next.get(tuple(self.tokens[-n:]))
+        for n in range(min(self.max_n, len(tail)), self.min_n - 1, -1):
+            follow = self._next.get(tuple(tail[-n:]))
             if follow is not None:
                 return self.tokens[follow:follow + k]
         return []
@@ -101,20 +103,26 @@ def speculative_steps(
     generator: torch.Generator | None = None,
     one_token_forward: Callable[..., torch.Tensor] | None = None,
     stats: SpeculationStats | None = None,
+    prediction: Sequence[int] = (),
 ) -> Iterator[int]:
-    """Yield the new tokens of one prompt, drafting up to `config.prompt_lookup_num_tokens` at a time.
+    """Yield the new tokens of one prompt, drafting up to `config.lookup` tokens at a time.
 
-    `one_token_forward` (a compiled step) runs the steps without a draft; drafts go through `model`.
+    `prediction`: tokens the answer is expected to resemble (OpenAI's predicted outputs, e.g. the file
+    being edited); drafts are looked up in the prompt followed by them. `one_token_forward` (a compiled
+    step) runs the steps without a draft; drafts go through `model`.
     """
     stats = stats if stats is not None else SpeculationStats()
     device = model.tok_embeddings.weight.device
-    k, prompt_len = config.prompt_lookup_num_tokens, len(prompt)
+    k, prompt_len = config.lookup, len(prompt)
     tokens = torch.zeros((1, prompt_len + config.max_new_tokens), dtype=torch.long, device=device)
     tokens[0, :prompt_len] = torch.tensor(list(prompt), dtype=torch.long)
     caches = model.new_caches(1, tokens.shape[1])
     processors = config.processors(eos_ids, prompt_len)
     eos = set() if config.ignore_eos else set(eos_ids)
-    index = NgramIndex(prompt)
+    # Drafts come from the prompt, the prediction and the answer so far; they are looked up by the end
+    # of the real sequence (prompt, then answer), so the answer's first tokens can match the prediction's.
+    index = NgramIndex([*prompt, *prediction])
+    sequence = list(prompt[-MAX_NGRAM:])
     step_forward = model if one_token_forward is None else one_token_forward
 
     logits = model(tokens[:, :prompt_len], caches, 0, last_only=True)
@@ -126,10 +134,11 @@ def speculative_steps(
             tokens[0, n] = token
             n += 1
             index.append(token)
+            sequence = [*sequence[1 - MAX_NGRAM:], token]
             yield token
             if token in eos or n - prompt_len == config.max_new_tokens:
                 return
-        draft = index.draft(min(k, config.max_new_tokens - (n - prompt_len) - 1))  # room for the model's token
+        draft = index.draft(min(k, config.max_new_tokens - (n - prompt_len) - 1), sequence)  # room for one more
         stats.forwards += 1
         stats.drafted += len(draft)
         if not draft:
