@@ -62,7 +62,9 @@ def ours(variant: str, prompts: dict[str, list[int]], args) -> dict:
     from luoxia.text.pipeline import TextModel
     from luoxia.text.speculative import SpeculationStats, speculative_steps
 
-    loaded = TextModel.load(args.model, device="cpu", quant=variant)
+    quant, _, compiled = variant.partition("+")
+    loaded = TextModel.load(args.model, device="cpu", quant=quant, compile=compiled == "compile")
+    loaded.warm_up()  # compiles the one-token step first, when compiled (drafts are checked eagerly)
     eos = loaded.tokenizer.eos_ids
 
     def run(ids: list[int], lookup: int) -> tuple[float, list[int], dict | None]:
@@ -70,9 +72,11 @@ def ours(variant: str, prompts: dict[str, list[int]], args) -> dict:
         stats = SpeculationStats()
         t0 = time.perf_counter()
         if lookup:
-            tokens = list(speculative_steps(loaded.model, ids, config, eos, stats=stats))
+            tokens = list(speculative_steps(loaded.model, ids, config, eos, stats=stats,
+                                            one_token_forward=loaded.decode_step))
         else:
-            tokens = [int(t[0]) for t in decode_steps(loaded.model, [ids], config, eos, 0)]
+            tokens = [int(t[0]) for t in decode_steps(loaded.model, [ids], config, eos, 0,
+                                                      one_token_forward=loaded.decode_step)]
         return time.perf_counter() - t0, tokens, stats.to_dict() if lookup else None
 
     out = {}
@@ -175,7 +179,8 @@ def summarise(rows: dict, lookup: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--variants", default="int4,w8a8", help="our quantizations to run (TextModel.load quant=)")
+    ap.add_argument("--variants", default="int4,w8a8",
+                    help="our quantizations to run (TextModel.load quant=), '+compile' for a compiled step")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--lookup", type=int, default=8, help="draft tokens per step")

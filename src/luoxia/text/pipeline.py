@@ -31,7 +31,7 @@ from luoxia.text.beam_search import beam_search
 from luoxia.text.chat import Message
 from luoxia.text.compiled import compiled_decode_step
 from luoxia.text.formats.bundle import ModelBundle
-from luoxia.text.generate import GenerationConfig, decode_steps
+from luoxia.text.generate import GenerationConfig, decode_steps, padding_mask
 from luoxia.text.loader import load_model
 from luoxia.text.model import Transformer
 from luoxia.text.speculative import SpeculationStats, speculative_steps
@@ -158,7 +158,7 @@ class TextModel:
         """Run the compiled decode step at batch 1 and on left-padded batches, so that no request waits for
         a compile (batch 1 is a graph of its own; Dynamo first fits a padded batch's graph to its size,
         then on a second size compiles one for every size; a server's running batch can also hold one
-        left-padded row)."""
+        left-padded row; speculative decoding checks several tokens at once)."""
         if self.decode_step is None:
             return
         self.generate(["a", "a b c d"], max_new_tokens=2, ignore_eos=True)
@@ -171,6 +171,18 @@ class TextModel:
         batch.add([self.encode_prompt("a")], [2])  # the freed row again, its prompt left-padded
         batch.step()
         batch.advance()
+        for draft in (2, 4):  # speculative decoding: the newest token and a draft, causal, at two lengths
+            self._draft_forward(draft)
+
+    @torch.inference_mode()
+    def _draft_forward(self, draft: int) -> torch.Tensor:
+        """One speculative-decoding forward over a prompt's cache: the newest token and `draft` more."""
+        device = self.model.tok_embeddings.weight.device
+        tokens = torch.zeros((1, 2 + draft), dtype=torch.long, device=device)
+        caches = self.model.new_caches(1, tokens.shape[1])
+        self.model(tokens[:, :1], caches, 0)
+        causal = padding_mask(torch.ones_like(tokens, dtype=torch.bool), 1, tokens.shape[1])
+        return (self.decode_step or self.model)(tokens[:, 1:], caches, 1, None, causal)
 
     @property
     def has_chat_template(self) -> bool:

@@ -109,7 +109,8 @@ def speculative_steps(
 
     `prediction`: tokens the answer is expected to resemble (OpenAI's predicted outputs, e.g. the file
     being edited); drafts are looked up in the prompt followed by them. `one_token_forward` (a compiled
-    step) runs the steps without a draft; drafts go through `model`.
+    step) runs every step after the prompt's, drafts too (their forward then costs 1.9x a one-token
+    step instead of the eager 3.4x, for 9 tokens with w8a8).
     """
     stats = stats if stats is not None else SpeculationStats()
     device = model.tok_embeddings.weight.device
@@ -147,7 +148,7 @@ def speculative_steps(
             end = n + len(draft)
             tokens[0, n:end] = torch.tensor(draft, dtype=torch.long)
             causal = padding_mask(torch.ones((1, end), dtype=torch.bool, device=device), n - 1, end)
-            logits = model(tokens[:, n - 1:end], caches, n - 1, None, causal)
+            logits = step_forward(tokens[:, n - 1:end], caches, n - 1, None, causal)
         new = []
         for j in range(len(draft) + 1):
             scores = sampling.apply_processors(processors, tokens[:, :n + j], logits[:, j].float())
