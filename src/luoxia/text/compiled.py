@@ -8,8 +8,9 @@ int4/int8 matmuls stay the same PyTorch kernels. On the project's 2-core CPU thi
 from 81 to 138 tokens/s, llama.cpp's speed on the same file; w8a8 (int8 activations too) from 54 to
 118, against llama.cpp's 116 in the same run (benchmarks/text_decode.py, README "Speed").
 
-What it costs: the first call compiles, about 100 s on 2 cores the first time and about 16 s once
-Inductor's on-disk cache holds the kernels. So it is an option for long generations and servers,
+What it costs: the first call compiles, minutes on 2 cores the first time and about 25 s once
+Inductor's on-disk cache holds the kernels (the batched and draft-check graphs of `warm_up` take
+as long again each). So it is an option for long generations and servers,
 not the default of a one-shot command. Prefill (many tokens at once) stays eager: it is one call
 per prompt and its matmuls dominate.
 
