@@ -11,7 +11,7 @@ plus one token of its own. With no match the step is an ordinary one-token step.
 
 A single matching token is no evidence: drafting on one (as transformers does) halved the
 acceptance rate of free writing here (20% to 10%) and made it 0.8x slower; from two on, free writing
-runs at 0.95-1.0x, and answers that restate the prompt at a median 1.8x with w8a8
+runs at 0.93-1.03x, and answers that restate the prompt at a median 1.8x with w8a8
 (benchmarks/text_speculative.py).
 
 Greedy: a draft token is kept when it is the argmax, so the text is the greedy text (up to float
