@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -43,12 +44,12 @@ class Job:
     cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
     submitted: float = dataclasses.field(default_factory=time.perf_counter)
 
-    @property
+    @functools.cached_property
     def live(self) -> list[tuple[int, PreparedPrompt]]:
         """The rows to decode (not refused by the content filter), with their index in the job."""
         return [(k, row) for k, row in enumerate(self.rows) if row.refusal is None]
 
-    @property
+    @functools.cached_property
     def key(self) -> str | None:
         """Jobs with equal keys can share a batch; None runs alone (seeded, or already refused)."""
         live = self.live

@@ -123,7 +123,6 @@ def speculative_steps(
     # Drafts come from the prompt, the prediction and the answer so far; they are looked up by the end
     # of the real sequence (prompt, then answer), so the answer's first tokens can match the prediction's.
     index = NgramIndex([*prompt, *prediction])
-    sequence = list(prompt[-MAX_NGRAM:])
     step_forward = model if one_token_forward is None else one_token_forward
 
     logits = model(tokens[:, :prompt_len], caches, 0, last_only=True)
@@ -135,11 +134,11 @@ def speculative_steps(
             tokens[0, n] = token
             n += 1
             index.append(token)
-            sequence = [*sequence[1 - MAX_NGRAM:], token]
             yield token
             if token in eos or n - prompt_len == config.max_new_tokens:
                 return
-        draft = index.draft(min(k, config.max_new_tokens - (n - prompt_len) - 1), sequence)  # room for one more
+        tail = tokens[0, max(0, n - MAX_NGRAM):n].tolist()
+        draft = index.draft(min(k, config.max_new_tokens - (n - prompt_len) - 1), tail)  # room for one more
         stats.forwards += 1
         stats.drafted += len(draft)
         if not draft:
