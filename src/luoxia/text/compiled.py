@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from luoxia.core.compile import compile_or_eager
+from luoxia.text.cuda_graph import GraphedDecodeStep
 from luoxia.text.model import Transformer
 
 
@@ -38,8 +39,12 @@ def keep_argument_guards(entries: list) -> list[bool]:
 
 def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print) -> Callable:
     """A function with the model's forward signature, compiled for one-token steps. Falls back to
-    the eager model (with a note) where compiling fails, e.g. without a C++ compiler."""
+    the eager model (with a note) where compiling fails, e.g. without a C++ compiler.
+
+    On CUDA the step is compiled for fixed shapes and replayed as a CUDA graph (`text.cuda_graph`)."""
     options = {"guard_filter_fn": keep_argument_guards}
+    if model.tok_embeddings.weight.device.type == "cuda":
+        return GraphedDecodeStep(model, compile_or_eager(model, log, "decoding", dynamic=False, options=options))
     if model.tok_embeddings.weight.device.type == "cpu":
         options["cpp_wrapper"] = True
     return compile_or_eager(model, log, "decoding", dynamic=True, options=options)

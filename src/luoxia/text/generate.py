@@ -139,7 +139,8 @@ def decode_steps(
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of every row (B,) for up to `max_new_tokens` steps (greedy or sampled).
 
-    `one_token_forward` runs the one-token steps instead of `model` (a compiled copy: `text.compiled`).
+    `one_token_forward` runs the one-token steps instead of `model` (a compiled copy: `text.compiled`;
+    a CUDA-graphed one, which also provides the caches: `text.cuda_graph`).
 
     Rows that have produced an EOS token get `pad_id` from then on; the loop ends when all rows
     have finished. Closing the generator stops generation at once.
@@ -150,27 +151,32 @@ def decode_steps(
     tokens, real = left_pad(prompts, total, pad_id)
     tokens, real = tokens.to(device), real.to(device)
     padded = not bool(real[:, :longest].all())
-    caches = model.new_caches(B, total)
+    step_forward = model if one_token_forward is None else one_token_forward
+    # A CUDA-graphed step (text.cuda_graph) owns its caches: ask it for them, and give them back at the end.
+    caches = getattr(step_forward, "new_caches", model.new_caches)(B, total)
     processors = config.processors(eos_ids, longest)
     eos = torch.tensor([] if config.ignore_eos else list(eos_ids), dtype=torch.long, device=device)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
-    step_forward = model if one_token_forward is None else one_token_forward
 
     # With padding, each row's positions count its own tokens only, from its first real one.
     positions = (real[:, :longest].cumsum(-1) - 1).clamp(min=0) if padded else None
     mask = padding_mask(real, 0, longest) if padded else None
-    logits = model(tokens[:, :longest], caches, 0, positions, mask, last_only=True)
-    for step in range(config.max_new_tokens):
-        cur = longest + step
-        scores = sampling.apply_processors(processors, tokens[:, :cur], logits[:, -1].float())
-        next_tokens = sampling.pick_next(scores, config.sampling, generator)
-        next_tokens = torch.where(finished, pad_id, next_tokens)
-        tokens[:, cur] = next_tokens
-        real[:, cur] = ~finished
-        yield next_tokens
-        finished |= torch.isin(next_tokens, eos)
-        if step + 1 == config.max_new_tokens or bool(finished.all()):
-            return
-        pos = real[:, :cur + 1].sum(-1, keepdim=True) - 1 if padded else None
-        mask = padding_mask(real, cur, cur + 1) if padded else None
-        logits = step_forward(next_tokens[:, None], caches, cur, pos, mask)
+    try:
+        logits = model(tokens[:, :longest], caches, 0, positions, mask, last_only=True)
+        for step in range(config.max_new_tokens):
+            cur = longest + step
+            scores = sampling.apply_processors(processors, tokens[:, :cur], logits[:, -1].float())
+            next_tokens = sampling.pick_next(scores, config.sampling, generator)
+            next_tokens = torch.where(finished, pad_id, next_tokens)
+            tokens[:, cur] = next_tokens
+            real[:, cur] = ~finished
+            yield next_tokens
+            finished |= torch.isin(next_tokens, eos)
+            if step + 1 == config.max_new_tokens or bool(finished.all()):
+                return
+            pos = real[:, :cur + 1].sum(-1, keepdim=True) - 1 if padded else None
+            mask = padding_mask(real, cur, cur + 1) if padded else None
+            logits = step_forward(next_tokens[:, None], caches, cur, pos, mask)
+    finally:
+        if hasattr(step_forward, "release"):
+            step_forward.release(caches)

@@ -126,7 +126,7 @@ class Attention(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         cache: KVCache | None,
-        start: int,
+        start: int | torch.Tensor,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
@@ -208,7 +208,7 @@ class Transformer(nn.Module):
         self,
         tokens: torch.Tensor,
         caches: list[KVCache] | None = None,
-        start: int = 0,
+        start: int | torch.Tensor = 0,
         positions: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         last_only: bool = False,
@@ -218,11 +218,12 @@ class Transformer(nn.Module):
         `caches` (one per layer) hold keys and values of positions [0, start); this call writes
         [start, start+T). `positions` (B, T) overrides the default start..start+T-1 (left-padded
         batches). `mask` (B, 1, T, S) is a boolean attention mask (True = attend), needed only
-        when some keys are padding; otherwise attention is plain causal.
+        when some keys are padding; otherwise attention is plain causal. A tensor `start` attends
+        over the whole cache (fixed shapes, `text.cuda_graph`): `mask` must then hide the unwritten keys.
         """
         B, T = tokens.shape
         if positions is None:
-            positions = torch.arange(start, start + T, device=tokens.device)
+            positions = start + torch.arange(T, device=tokens.device)
         x = self.tok_embeddings(tokens)  # (B, T, C)
         rope = None
         if self.config.positions == "rope":

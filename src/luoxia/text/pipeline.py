@@ -30,6 +30,7 @@ from luoxia.text.batching import RunningBatch
 from luoxia.text.beam_search import beam_search
 from luoxia.text.chat import Message
 from luoxia.text.compiled import compiled_decode_step
+from luoxia.text.cuda_graph import GraphedDecodeStep
 from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.generate import GenerationConfig, decode_steps, padding_mask
 from luoxia.text.loader import load_model
@@ -160,6 +161,9 @@ class TextModel:
         then on a second size compiles one for every size; a server's running batch can also hold one
         left-padded row; speculative decoding checks several tokens at once)."""
         if self.decode_step is None:
+            return
+        if isinstance(self.decode_step, GraphedDecodeStep):  # one graph per batch size; the rest runs eagerly
+            self.generate("a", max_new_tokens=2, ignore_eos=True)
             return
         self.generate(["a", "a b c d"], max_new_tokens=2, ignore_eos=True)
         self.generate(["a", "a b c d", "a b"], max_new_tokens=2, ignore_eos=True)
