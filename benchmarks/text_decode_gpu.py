@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -122,6 +123,7 @@ def bench(args: argparse.Namespace) -> dict:
     from luoxia.text.cuda_graph import GraphedDecodeStep
     from luoxia.text.pipeline import TextModel
 
+    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF conversion bar
     device = torch.device(args.device)
     info = {"torch": torch.__version__, "device": str(device), "new_tokens": args.new_tokens,
             "prompt_tokens": PROMPT_TOKENS, "batch": BATCH, "batch_tokens": args.batch_tokens}

@@ -59,6 +59,13 @@ def tiny_llama_dir(tmp_path_factory, tokenizer_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gqa3_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    """A tiny Llama grouped as SmolLM2 is: 3 key/value heads (shared by 2 query heads each)."""
+    return _tiny(tmp_path_factory, tokenizer_dir, "llama", hidden_size=48, num_attention_heads=6,
+                 num_key_value_heads=3)
+
+
+@pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     from luoxia.core.registry import resolve
 

@@ -207,6 +207,15 @@ def test_stream_is_clean_stdout(luoxia, tiny_raw_model):
     assert again.out == run.out  # a seed reproduces the sample
 
 
+def test_compile_happens_before_the_answer_so_its_speed_is_the_answers(luoxia, tiny_raw_model):
+    run = luoxia("generate", "the cat", "--model", tiny_raw_model, "--max-new-tokens", "6", "--ignore-eos",
+                 "--compile")
+    assert run.code == 0, run.err
+    assert run.err_lines[0].startswith("compiling the decode step ... ") and run.err_lines[0].endswith(" s")
+    assert run.err_lines[1] == TEXT_NOTICE
+    assert "6 tokens" in run.err_lines[2] and "compiled" in run.err_lines[2]
+
+
 def test_prompt_from_stdin(luoxia, tiny_raw_model):
     run = luoxia("generate", "-", "--model", tiny_raw_model, "--max-new-tokens", "2", "--json", stdin="the dog")
     assert run.code == 0, run.err

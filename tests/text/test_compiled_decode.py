@@ -71,10 +71,13 @@ def test_real_errors_still_raise(monkeypatch):
         compile_or_eager(bad, lambda m: None, "decoding")(1)
 
 
-def test_warm_up_leaves_nothing_to_compile(tiny_llama_dir):
+def test_warm_up_leaves_nothing_to_compile(tiny_gqa3_dir):
+    """With 3 key/value heads, warm-up caches 3 long (a 1-token prompt, 2 new tokens) and batches of 3 rows
+    share a size with the heads; Dynamo must not tie them (it did, and the next length compiled again)."""
     from luoxia.text.pipeline import TextModel
 
-    model = TextModel.load(str(tiny_llama_dir), quant="none", compile=True)
+    model = TextModel.load(str(tiny_gqa3_dir), quant="none", compile=True)
+    assert len(model.encode_prompt("a")) == 1
     model.warm_up()
     graphs = torch._dynamo.utils.counters["stats"]
     before = graphs["unique_graphs"]
@@ -82,15 +85,17 @@ def test_warm_up_leaves_nothing_to_compile(tiny_llama_dir):
     model.generate("a longer single prompt than before", max_new_tokens=9, ignore_eos=True)
     for draft in (1, 3, 8):  # speculative decoding's forwards, at other draft lengths
         model._draft_forward(draft)
+    model.generate("one two three one two three one two", max_new_tokens=9, prompt_lookup_num_tokens=4,
+                   ignore_eos=True)  # and at later positions
     assert graphs["unique_graphs"] == before
 
 
-def test_warm_up_covers_a_continuous_batch(tiny_llama_dir):
+def test_warm_up_covers_a_continuous_batch(tiny_gqa3_dir):
     """The server's running batch: rows join and leave, one padded row decodes alone, columns get dropped."""
     from luoxia.text.generate import GenerationConfig
     from luoxia.text.pipeline import TextModel
 
-    model = TextModel.load(str(tiny_llama_dir), quant="none", compile=True)
+    model = TextModel.load(str(tiny_gqa3_dir), quant="none", compile=True)
     model.warm_up()
     graphs = torch._dynamo.utils.counters["stats"]
     before = graphs["unique_graphs"]

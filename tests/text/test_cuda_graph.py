@@ -106,3 +106,6 @@ def test_captured_graph_replays_the_eager_tokens(tiny_llama_dir):
     assert step.capture
     for prompts in ([PROMPTS[0]], PROMPTS):
         assert tokens_of(model, prompts, 20, step) == tokens_of(model, prompts, 20)
+    compiled = TextModel.load(str(tiny_llama_dir), device="cuda", dtype="float32", quant="none", compile=True)
+    assert isinstance(compiled.decode_step, GraphedDecodeStep)
+    assert compiled.generate(PROMPTS[0], max_new_tokens=20).text == model.generate(PROMPTS[0], max_new_tokens=20).text

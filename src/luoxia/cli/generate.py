@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -408,7 +409,13 @@ def load_model(choice: ModelChoice) -> TextModel:
 
     pick_dtype(choice.dtype, pick_device(choice.device))
     given = {"name_or_path": choice.name, "device": choice.device, "dtype": choice.dtype, "quant": choice.quant}
-    return TextModel.load(**{k: v for k, v in given.items() if v is not None}, compile=choice.compile)
+    loaded = TextModel.load(**{k: v for k, v in given.items() if v is not None}, compile=choice.compile)
+    if choice.compile:  # now, so that the first answer's speed is its own and not the compiler's
+        print("compiling the decode step ...", end=" ", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        loaded.warm_up(batches=False)
+        print(f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return loaded
 
 
 def use_chat(model: TextModel, chat: bool | None, system: str | None) -> bool:

@@ -14,6 +14,8 @@ as long again each). So it is an option for long generations and servers,
 not the default of a one-shot command. Prefill (many tokens at once) stays eager: it is one call
 per prompt and its matmuls dominate.
 
+On CUDA the step is compiled for fixed shapes instead and replayed as a CUDA graph (`text.cuda_graph`).
+
 Guards: before each call Dynamo checks its assumptions, some 4,000 of them about the model's
 modules (hooks, types, parameters), which cost almost a millisecond a token. A loaded model is
 frozen (quantized once, never changed), so only the guards on the call's own arguments are kept:
@@ -48,4 +50,3 @@ def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print)
     if model.tok_embeddings.weight.device.type == "cpu":
         options["cpp_wrapper"] = True
     return compile_or_eager(model, log, "decoding", dynamic=True, options=options)
-

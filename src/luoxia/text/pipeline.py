@@ -155,27 +155,47 @@ class TextModel:
             loaded.decode_step = compiled_decode_step(model, log=lambda message: print(message, file=sys.stderr))
         return loaded
 
-    def warm_up(self) -> None:
-        """Run the compiled decode step at batch 1 and on left-padded batches, so that no request waits for
-        a compile (batch 1 is a graph of its own; Dynamo first fits a padded batch's graph to its size,
-        then on a second size compiles one for every size; a server's running batch can also hold one
-        left-padded row; speculative decoding checks several tokens at once)."""
+    def warm_up(self, batches: bool = True) -> None:
+        """Compile the decode step for what requests will run, so that none waits for a compile: batch 1 (a
+        graph of its own), with `batches` also a left-padded batch (one graph for every batch size), a lone
+        left-padded row (a server's running batch can hold one) and speculative decoding's several-token
+        checks. Four graphs; on CUDA only batch 1, the one that is graphed (`text.cuda_graph`).
+
+        Every size here differs from the cache's fixed dimensions and from the others: Dynamo gives equal
+        sizes one symbol ("duck shapes"), so a first compile that saw, say, a cache as long as the model has
+        key/value heads (SmolLM2: 3) tied its length to that count, and other lengths compiled again."""
         if self.decode_step is None:
             return
-        if isinstance(self.decode_step, GraphedDecodeStep):  # one graph per batch size; the rest runs eagerly
-            self.generate("a", max_new_tokens=2, ignore_eos=True)
+        taken = {self.model.config.n_kv_heads, self.model.config.head_dim}
+
+        def unshared(n: int) -> int:
+            while n in taken:
+                n += 1
+            taken.add(n)
+            return n
+
+        def decode(lengths: list[int], total: int) -> None:  # prompts of token 0, decoded to `total` columns
+            config = GenerationConfig(max_new_tokens=total - max(lengths), ignore_eos=True)
+            for _ in decode_steps(self.model, [[0] * n for n in lengths], config, [], self._pad_id(),
+                                  one_token_forward=self.decode_step):
+                pass
+
+        decode([5], unshared(9))
+        if not batches or isinstance(self.decode_step, GraphedDecodeStep):
             return
-        self.generate(["a", "a b c d"], max_new_tokens=2, ignore_eos=True)
-        self.generate(["a", "a b c d", "a b"], max_new_tokens=2, ignore_eos=True)
-        self.generate("a", max_new_tokens=2, ignore_eos=True)
+        decode([1] + [5] * (unshared(2) - 1), unshared(9))
         batch, _ = self.running_batch(GenerationConfig())
-        row = batch.add([self.encode_prompt("a b c d")], [1])[0]
+        row = batch.add([[0] * unshared(11)], [1])[0]
         batch.step()
         batch.free(row)
-        batch.add([self.encode_prompt("a")], [2])  # the freed row again, its prompt left-padded
+        batch.add([[0]], [2])  # the freed row again, its prompt left-padded
         batch.step()
         batch.advance()
-        for draft in (2, 4):  # speculative decoding: the newest token and a draft, causal, at two lengths
+        for _ in range(2):  # speculative decoding: the newest token and a draft, causal, at two lengths
+            draft = 2
+            while draft + 1 in taken or draft + 2 in taken:  # its tokens and its cache
+                draft += 1
+            taken.update((draft + 1, draft + 2))
             self._draft_forward(draft)
 
     @torch.inference_mode()
@@ -186,7 +206,7 @@ class TextModel:
         caches = self.model.new_caches(1, tokens.shape[1])
         self.model(tokens[:, :1], caches, 0)
         causal = padding_mask(torch.ones_like(tokens, dtype=torch.bool), 1, tokens.shape[1])
-        return (self.decode_step or self.model)(tokens[:, 1:], caches, 1, None, causal)
+        return (self.decode_step or self.model)(tokens[0, 1:][None], caches, 1, None, causal)
 
     @property
     def has_chat_template(self) -> bool:

@@ -141,13 +141,14 @@ def speculative_steps(
         draft = index.draft(min(k, config.max_new_tokens - (n - prompt_len) - 1), tail)  # room for one more
         stats.forwards += 1
         stats.drafted += len(draft)
+        # Tokens as `[None]` of a row slice: strides (T, 1), a fresh tensor's, which a compiled step guards on.
         if not draft:
-            logits = step_forward(tokens[:, n - 1:n], caches, n - 1, None, None)
+            logits = step_forward(tokens[0, n - 1:n][None], caches, n - 1, None, None)
         else:  # the newest token and the draft in one causal forward from position n - 1
             end = n + len(draft)
             tokens[0, n:end] = torch.tensor(draft, dtype=torch.long)
             causal = padding_mask(torch.ones((1, end), dtype=torch.bool, device=device), n - 1, end)
-            logits = step_forward(tokens[:, n - 1:end], caches, n - 1, None, causal)
+            logits = step_forward(tokens[0, n - 1:end][None], caches, n - 1, None, causal)
         new = []
         for j in range(len(draft) + 1):
             scores = sampling.apply_processors(processors, tokens[:, :n + j], logits[:, j].float())
