@@ -8,7 +8,7 @@ fixes shapes and addresses, so the graphed step differs from the plain one in th
 - it attends over the whole preallocated cache (its length rounded up to `BUCKET`, so that
   generations of other lengths reuse the graph), and a boolean mask hides the unwritten columns;
 - the write position is a tensor (`KVCache.update` then writes with `index_copy_`);
-- tokens, positions, position and mask are copied into buffers the graph reads, and its logits
+- tokens, positions, the write position and the mask are copied into buffers the graph reads; its logits
   come back in a buffer the next replay overwrites.
 
 The caches belong to the graph: `decode_steps` asks this object for them (`new_caches`) and gives
