@@ -58,3 +58,28 @@ def test_other_settings_wait_for_the_running_batch_and_seeded_requests_run_alone
     assert seeded.text == serve_text.generate("The quick", max_new_tokens=5, do_sample=True, seed=1).text
     assert later.text == serve_text.generate("She sells", max_new_tokens=5, ignore_eos=True).text
     assert len(greedy.token_ids) == 30
+
+
+def test_requests_with_other_sampling_settings_join_the_same_batch(serve_text):
+    engine = TextEngine(serve_text, max_batch=4, batch_window_s=0)
+    plain = dict(max_new_tokens=300, ignore_eos=True)
+    penalised = dict(max_new_tokens=8, ignore_eos=True, repetition_penalty=1.5)
+    top_one = dict(max_new_tokens=8, ignore_eos=True, do_sample=True, temperature=0.7, top_k=1)  # a sampled row
+
+    async def main() -> list[GenerationResult]:
+        first = engine.submit([serve_text.prepare("The quick brown fox", **plain)])
+        first_task = asyncio.create_task(collect(first))
+        while engine.stats.active < 1:
+            await asyncio.sleep(0.005)
+        later = [engine.submit([serve_text.prepare("She sells sea shells", **penalised)]),
+                 engine.submit([serve_text.prepare("Numbers like 2024", **top_one)])]
+        return [*await asyncio.gather(*(collect(job) for job in later)), await first_task]
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        engine.close()
+    assert engine.stats.batches == 1 and engine.stats.joined == 2
+    for result, (prompt, settings) in zip(got, [("She sells sea shells", penalised),
+                                                ("Numbers like 2024", top_one), ("The quick brown fox", plain)]):
+        assert result.text == serve_text.generate(prompt, **settings).text, prompt

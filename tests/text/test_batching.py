@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from luoxia.safety.watermark import WatermarkConfig
 from luoxia.text.batching import RunningBatch, joinable
 from luoxia.text.generate import GenerationConfig, decode_steps
 from luoxia.text.pipeline import TextModel
@@ -112,3 +113,28 @@ def test_a_batch_that_rows_keep_joining_can_drop_its_old_columns(tiny):
     columns = batch.tokens.shape[1]
     batch.compact()
     assert batch.unused_columns() == 0 and batch.tokens.shape[1] <= columns - 25
+
+
+def test_rows_keep_their_own_sampling_settings(tiny):
+    # Watermarks with a large bias change the greedy text, each key its own way: a row given another
+    # row's processors would show it.
+    settings = [GenerationConfig(max_new_tokens=10, ignore_eos=True),
+                GenerationConfig(max_new_tokens=10, ignore_eos=True, watermark=WatermarkConfig("a", delta=20)),
+                GenerationConfig(max_new_tokens=10, ignore_eos=True, watermark=WatermarkConfig("b", delta=20),
+                                 do_sample=True, top_k=1, temperature=0.5)]
+    prompts = [tiny.tokenizer.encode(PROMPTS[0])] * 3
+    solo = [[int(t[0]) for t in decode_steps(tiny.model, [ids], config, [], 0)]
+            for ids, config in zip(prompts, settings)]
+    assert len({tuple(tokens) for tokens in solo}) == 3
+    batch = RunningBatch(tiny.model, GenerationConfig(), pad_id=0)
+    rows = batch.add(prompts[:2], [10, 10], settings[:2])
+    got = {row: [] for row in rows}
+    for step in range(10):
+        if step == 3:  # a sampled row joins the greedy ones
+            rows += batch.add(prompts[2:], [10], settings[2:])
+            got[rows[2]] = []
+        for row, token in batch.step().items():
+            got[row].append(token)
+        batch.advance()
+    assert [got[row] for row in rows] == [solo[0], solo[1], solo[2][:7]]
+    assert len(batch.chains) == 3

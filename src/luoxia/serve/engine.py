@@ -1,13 +1,14 @@
 """A queue in front of one text model, batching requests continuously.
 
 Handlers `submit` a job (one or more prepared rows: `n` choices, or several prompts) and iterate
-its events; one worker thread owns the model. Jobs whose sampling settings match decode as one
-running batch (`text.batching.RunningBatch`) of up to `max_batch` rows: a job that arrives while it
-runs joins it at the next step, instead of waiting for its longest row to end, and a row that ends
-frees its place at once. Jobs are taken in order: one with other settings waits until the running
-batch has drained, and joins stop meanwhile. A request that fixes a seed runs in a batch of its own
-(static, `TextModel.stream_rows`), so the same request gives the same text again; so do settings
-that count tokens from a shared prompt length (`batching.joinable`).
+its events; one worker thread owns the model. Jobs decode as one running batch
+(`text.batching.RunningBatch`) of up to `max_batch` rows, each row with its own sampling settings
+(temperature, top-k/p, ...): a job that arrives while it runs joins it at the next step, instead of
+waiting for its longest row to end, and a row that ends frees its place at once. A request that
+fixes a seed runs in a batch of its own (static, `TextModel.stream_rows`), so the same request gives
+the same text again; so do settings that count tokens from a shared prompt length
+(`batching.joinable`). Jobs are taken in order: one that cannot join waits until the running batch
+has drained, and joins stop meanwhile.
 
 A reader that goes away (a client disconnecting mid-stream) cancels its job: its rows stop at the
 next token, and their places go to the next jobs.
@@ -19,13 +20,12 @@ import asyncio
 import collections
 import dataclasses
 import functools
-import json
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 
 from luoxia.core.openmp import release_thread_pool
-from luoxia.text.batching import RunningBatch, joinable
+from luoxia.text.batching import RunningBatch, joinable, settings_key
 from luoxia.text.pipeline import GenerationResult, PreparedPrompt, RowStream, TextModel
 
 _DONE = object()
@@ -55,8 +55,7 @@ class Job:
         live = self.live
         if not live or live[0][1].config.seed is not None:
             return None
-        settings = dataclasses.replace(live[0][1].config, max_new_tokens=1, stop=()).to_dict()
-        return json.dumps(settings, sort_keys=True, default=str)
+        return settings_key(live[0][1].config)
 
     @property
     def continuous(self) -> bool:
@@ -151,8 +150,8 @@ class TextEngine:
                 self._run(self._take_batch())
 
     def _run_continuous(self, first: Job) -> None:
-        """Decode `first` and the jobs after it with its settings as one running batch, which later jobs
-        with those settings join between steps, until no row is left."""
+        """Decode `first` and the jobs after it as one running batch, which later jobs join between steps,
+        until no row is left. Each row keeps its own sampling settings (`RunningBatch`)."""
         t0 = time.perf_counter()
         batch, seed = self.model.running_batch(first.live[0][1].config)
         active: dict[int, tuple[Job, int, RowStream]] = {}  # batch row -> (job, row in job, its stream)
@@ -160,7 +159,7 @@ class TextEngine:
         jobs: list[Job] = []
         self.stats.batches += 1
         try:
-            self._admit(batch, first.key, seed, active, open_rows, jobs)
+            self._admit(batch, seed, active, open_rows, jobs)
             while active and not self._stopping:
                 for row, token in batch.step().items():
                     job, k, stream = active[row]
@@ -186,7 +185,7 @@ class TextEngine:
                     moved = batch.compact()  # a batch that has run long, or one of mostly free rows: shrink it
                     active = {moved[row]: owner for row, owner in active.items()}
                 batch.advance()
-                self._admit(batch, first.key, seed, active, open_rows, jobs)
+                self._admit(batch, seed, active, open_rows, jobs)
         except Exception as e:  # a bug or an engine failure: every reader of the batch hears of it
             for job in jobs:
                 job.emit(None, e)
@@ -197,10 +196,10 @@ class TextEngine:
             self.stats.active = 0
             self.stats.busy_s += time.perf_counter() - t0
 
-    def _admit(self, batch: RunningBatch, key: str | None, seed: int | None, active: dict, open_rows: dict,
-               jobs: list[Job]) -> None:
-        """Move waiting jobs with the batch's settings into it, oldest first, while it has room; stop at
-        the first job that must wait (other settings, or too many rows), so no job is overtaken."""
+    def _admit(self, batch: RunningBatch, seed: int | None, active: dict, open_rows: dict, jobs: list[Job]) -> None:
+        """Move waiting jobs into the batch, oldest first, while it has room; stop at the first job that
+        must wait (one that cannot join: seeded, or settings counted from its prompt; or too many rows),
+        so no job is overtaken."""
         joining = []
         with self._wake:
             rows = len(active)
@@ -210,7 +209,7 @@ class TextEngine:
                     self._pending.popleft()
                     job.emit(None, _DONE)
                     continue
-                if job.key != key or rows + len(job.live) > self.max_batch:
+                if not job.continuous or rows + len(job.live) > self.max_batch:
                     break
                 joining.append(self._pending.popleft())
                 rows += len(job.live)
@@ -228,7 +227,8 @@ class TextEngine:
         if active:
             self.stats.joined += sum(len(job.live) for job in joining)
         owners = [(job, k, row) for job in joining for k, row in job.live]
-        slots = batch.add([row.ids for _, _, row in owners], [row.config.max_new_tokens for _, _, row in owners])
+        slots = batch.add([row.ids for _, _, row in owners], [row.config.max_new_tokens for _, _, row in owners],
+                          [row.config for _, _, row in owners])
         for slot, (job, k, row) in zip(slots, owners):
             active[slot] = (job, k, RowStream(self.model, row, seed, batch.live_rows))
         self.stats.largest_batch = max(self.stats.largest_batch, len(active))

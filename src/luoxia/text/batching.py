@@ -14,13 +14,17 @@ to the left when a prompt is longer than the current column, by a row when no ro
 whose text has ended are freed for the next joiner; `compact` drops free rows and the columns no
 live row uses any more (the engine calls it when few rows are left, or when many columns are unused).
 
-Rows share one set of sampling settings and one random generator. Settings that count tokens from
-a shared prompt length (min_new_tokens, frequency and presence penalties, no_repeat_ngram_size)
-cannot be joined (`joinable`); such requests decode as a static batch.
+Each row keeps its own sampling settings (temperature, top-k/p, min-p, repetition penalty, greedy or
+not): the forward is shared, the logits processors run per group of rows with equal settings, so
+clients that ask for different temperatures still decode in one batch. Rows share one random
+generator (none: a seeded request decodes alone). Settings that count tokens from a shared prompt
+length (min_new_tokens, frequency and presence penalties, no_repeat_ngram_size) cannot be joined
+(`joinable`); such requests decode as a static batch.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 import torch
@@ -37,20 +41,32 @@ def joinable(config: GenerationConfig) -> bool:
             and not config.frequency_penalty and not config.presence_penalty and config.no_repeat_ngram_size == 0)
 
 
+def settings_key(config: GenerationConfig) -> str:
+    """Equal for configs that pick tokens alike (length limits and stop strings aside)."""
+    settings = config.to_dict()
+    for per_row in ("max_new_tokens", "max_length", "stop"):
+        settings.pop(per_row, None)
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
 class RunningBatch:
     """The rows of one batch: `add` prompts, then per step `step` (each live row's next token), `free`
-    the rows that ended, `advance` (one forward over the rest); rows may be added before any `step`."""
+    the rows that ended, `advance` (one forward over the rest); rows may be added before any `step`.
+    `config` is the rows' settings unless `add` gives each its own."""
 
     def __init__(self, model: Transformer, config: GenerationConfig, pad_id: int,
                  generator: torch.Generator | None = None,
                  one_token_forward: Callable[..., torch.Tensor] | None = None):
-        if not joinable(config):
-            raise ValueError("these decoding settings cannot be batched continuously (see batching.joinable)")
-        self.model, self.config, self.pad_id, self.generator = model, config, pad_id, generator
+        self.model, self.config, self.pad_id, self.generator = model, self._joinable(config), pad_id, generator
         self.step_forward = model if one_token_forward is None else one_token_forward
         self.device = model.tok_embeddings.weight.device
-        self.processors = config.processors()
         self._reset()
+
+    @staticmethod
+    def _joinable(config: GenerationConfig) -> GenerationConfig:
+        if not joinable(config):
+            raise ValueError("these decoding settings cannot be batched continuously (see batching.joinable)")
+        return config
 
     @torch.inference_mode()  # like decode_steps' caches: a compiled step guards on the kind of tensor
     def _reset(self) -> None:
@@ -61,6 +77,8 @@ class RunningBatch:
         self.logits = torch.zeros((0, self.model.config.vocab_size), device=self.device)  # each row's next-token logits
         self.picked = torch.zeros(0, dtype=torch.long, device=self.device)
         self.live: list[bool] = []
+        self.settings: list[str | None] = []  # each row's settings_key
+        self.chains: dict[str, tuple[list, bool]] = {}  # settings_key -> (logits processors, sampled)
 
     @property
     def rows(self) -> int:
@@ -73,9 +91,16 @@ class RunningBatch:
     # --- joining ----------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def add(self, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int]) -> list[int]:
+    def add(self, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int],
+            configs: Sequence[GenerationConfig] | None = None) -> list[int]:
         """Prefill `prompts` into free rows (or new ones); row i will get up to `max_new_tokens[i]` tokens
-        from `step`. Returns the row of each prompt."""
+        from `step`, picked with `configs[i]` (default: the batch's config). Returns the row of each prompt."""
+        keys = []
+        for config in configs or [self.config] * len(prompts):
+            key = settings_key(self._joinable(config))
+            if key not in self.chains:
+                self.chains[key] = (config.processors(), config.sampling)
+            keys.append(key)
         longest = max(len(p) for p in prompts)
         left = max(0, longest - self.cur)
         self._grow_columns(left, max(self.tokens.shape[1] + left, self.cur + left + max(max_new_tokens)))
@@ -101,8 +126,8 @@ class RunningBatch:
         self.tokens[rows, :cur] = tokens
         self.real[rows, :cur] = real
         self.logits[rows] = logits[:, -1].to(self.logits.dtype)
-        for slot in slots:
-            self.live[slot] = True
+        for slot, key in zip(slots, keys):
+            self.live[slot], self.settings[slot] = True, key
         return slots
 
     def _grow_columns(self, left: int, total: int) -> None:
@@ -137,6 +162,7 @@ class RunningBatch:
         for cache in self.caches:
             cache.k, cache.v = extend(cache.k, 0), extend(cache.v, 0)
         self.live += [False] * n
+        self.settings += [None] * n
 
     # --- decoding ---------------------------------------------------------------------------------
 
@@ -144,9 +170,21 @@ class RunningBatch:
     def step(self) -> dict[int, int]:
         """The next token of every live row: {row: token}."""
         live = torch.tensor(self.live, device=self.device)
-        scores = sampling.apply_processors(self.processors, self.tokens[:, :self.cur], self.logits.float())
-        scores = torch.where(live[:, None], scores, 0.0)  # free rows hold stale logits: never let them fail a draw
-        self.picked = torch.where(live, sampling.pick_next(scores, self.config.sampling, self.generator), self.pad_id)
+        groups: dict[str, list[int]] = {}  # rows with equal settings; free rows (stale logits) in none
+        for row, alive in enumerate(self.live):
+            if alive:
+                groups.setdefault(self.settings[row], []).append(row)
+        self.chains = {key: self.chains[key] for key in groups}  # forget settings no row has any more
+        self.picked = torch.full_like(live, self.pad_id, dtype=torch.long)
+        for key, rows in groups.items():
+            processors, sampled = self.chains[key]
+            if len(rows) == len(self.live):  # every row, one setting: no gather
+                tokens, logits = self.tokens[:, :self.cur], self.logits.float()
+            else:
+                index = torch.tensor(rows, device=self.device)
+                tokens, logits = self.tokens[index, :self.cur], self.logits[index].float()
+            scores = sampling.apply_processors(processors, tokens, logits)
+            self.picked[rows] = sampling.pick_next(scores, sampled, self.generator)
         self.tokens[:, self.cur] = self.picked
         self.real[:, self.cur] = live
         self.cur += 1
@@ -190,6 +228,7 @@ class RunningBatch:
         first = self.unused_columns()
         self.tokens, self.real = self.tokens[index, first:], self.real[index, first:]
         self.logits, self.picked = self.logits[index], self.picked[index]
+        self.settings = [self.settings[i] for i in keep]
         for cache in self.caches:
             cache.k, cache.v = cache.k[index, :, first:].contiguous(), cache.v[index, :, first:].contiguous()
         self.cur -= first
