@@ -71,11 +71,13 @@ class RowStream:
     """One row of a batch as its tokens arrive: detokenised, cut at stop strings, ended by EOS or its length.
 
     `feed` turns a token into the events it makes: a text piece (never part of a stop string or of a
-    character) and, once the row ends, its GenerationResult.
+    character) and, once the row ends, its GenerationResult. `streamed=False` (beam search, whose
+    tokens all arrive at the end) records no first-token time.
     """
 
-    def __init__(self, owner: TextModel, row: PreparedPrompt, seed: int | None, batch_size: int):
-        self.owner, self.row, self.seed, self.batch_size = owner, row, seed, batch_size
+    def __init__(self, owner: TextModel, row: PreparedPrompt, seed: int | None, batch_size: int,
+                 streamed: bool = True):
+        self.owner, self.row, self.seed, self.batch_size, self.streamed = owner, row, seed, batch_size, streamed
         self.decoder = owner.tokenizer.stream_decoder()
         self.eos = set() if row.config.ignore_eos else set(owner.tokenizer.eos_ids)
         self.new_ids: list[int] = []
@@ -84,7 +86,8 @@ class RowStream:
         self.speculation: SpeculationStats | None = None  # set when the row decodes speculatively
 
     def feed(self, token: int) -> list[str | GenerationResult]:
-        self.t_first = self.t_first or time.perf_counter()
+        if self.streamed:
+            self.t_first = self.t_first or time.perf_counter()
         self.new_ids.append(token)
         stop = self.row.config.stop
         if token in self.eos:
@@ -96,18 +99,26 @@ class RowStream:
                 self.text, self.reason = self.text[:cut], "stop"
             elif len(self.new_ids) >= self.row.config.max_new_tokens:
                 self.reason = "length"
-        events: list[str | GenerationResult] = []
         end = len(self.text) if self.reason else safe_length(self.text, stop)
-        if end > self.shown:
-            events.append(self.text[self.shown:end])
-            self.shown = end
+        events: list[str | GenerationResult] = [self._show(end)] if end > self.shown else []
         if self.reason:
-            row = self.row
-            events.append(self.owner._result(row.prompt, row.ids, self.new_ids, self.text, self.reason,
-                                             dataclasses.replace(row.config, seed=self.seed), self.t0, self.t_first,
-                                             batch_size=self.batch_size, safety=row.safety,
-                                             speculation=self.speculation))
+            events.append(self.result())
         return events
+
+    def end(self, reason: str) -> list[str | GenerationResult]:
+        """End the row before its tokens did (its reader closed it): the text not yet shown, and its result."""
+        self.reason = reason
+        return [*([self._show(len(self.text))] if len(self.text) > self.shown else []), self.result()]
+
+    def _show(self, end: int) -> str:
+        piece, self.shown = self.text[self.shown:end], end
+        return piece
+
+    def result(self) -> GenerationResult:
+        row = self.row
+        return self.owner._result(row.prompt, row.ids, self.new_ids, self.text, self.reason,
+                                  dataclasses.replace(row.config, seed=self.seed), self.t0, self.t_first,
+                                  batch_size=self.batch_size, safety=row.safety, speculation=self.speculation)
 
 
 class TextStream:
@@ -338,49 +349,32 @@ class TextModel:
     def _stream_pieces(self, stream: TextStream, prompt: str, ids: list[int],
                        config: GenerationConfig, safety: dict | None = None) -> Iterator[str]:
         config, generator = self._seeded(config)
-        t0 = time.perf_counter()
-        t_first = None
-        new_ids: list[int] = []
-        text, shown, reason = "", 0, "length"
-        speculation = None
+        # Beams cannot stream (the first token is known only when the search ends): no first-token time.
+        row = RowStream(self, PreparedPrompt(prompt, ids, config, safety or {}), config.seed, 1,
+                        streamed=config.num_beams == 1)
         if config.num_beams > 1:
             steps = iter(beam_search(self.model, ids, config, self.tokenizer.eos_ids)[0])
         elif config.lookup:
-            speculation = SpeculationStats()
-            steps = self._speculative_steps(ids, config, generator, speculation)
+            row.speculation = SpeculationStats()
+            steps = self._speculative_steps(ids, config, generator, row.speculation)
         else:
             steps = (int(t[0]) for t in decode_steps(self.model, [ids], config, self.tokenizer.eos_ids,
                                                      self._pad_id(), generator, self.decode_step))
-        decoder = self.tokenizer.stream_decoder()
-        done = False
         try:
             for token in steps:
-                t_first = t_first or time.perf_counter()
-                new_ids.append(token)
-                if token in self.tokenizer.eos_ids and not config.ignore_eos:
-                    reason = "eos"
-                    break
-                text += decoder.step(token)
-                cut = find_stop(text, config.stop)
-                if cut >= 0:
-                    text, reason = text[:cut], "stop"
-                    break
-                visible = safe_length(text, config.stop)
-                if visible > shown:
-                    yield text[shown:visible]
-                    shown = visible
-            if shown < len(text):
-                yield text[shown:]
-            done = True
+                events = row.feed(token)
+                if row.reason:  # the result comes last; the caller reads it from `stream.result`
+                    stream.result = events.pop()
+                yield from events
+                if row.reason:
+                    return
+            *pieces, stream.result = row.end("length")  # beams that ended short of max_new_tokens, no EOS
+            yield from pieces
         finally:
-            if not done and reason == "length":
-                reason = "interrupted"  # closed by the caller (e.g. Ctrl-C) before the end
             if hasattr(steps, "close"):
                 steps.close()
-            if config.num_beams > 1:
-                t_first = None  # beams cannot stream: the first token is known only when the search ends
-            stream.result = self._result(prompt, ids, new_ids, text, reason, config, t0, t_first, safety=safety,
-                                         speculation=speculation)
+            if row.reason is None:  # closed by the caller (e.g. Ctrl-C) before the end
+                stream.result = row.end("interrupted")[-1]
 
     def _speculative_steps(self, ids: list[int], config: GenerationConfig, generator: torch.Generator | None,
                            stats: SpeculationStats) -> Iterator[int]:
