@@ -179,10 +179,11 @@ class TextModel:
             return
         taken = {self.model.config.n_kv_heads, self.model.config.head_dim}
 
-        def unshared(n: int) -> int:
-            while n in taken:
+        def unshared(n: int, *offsets: int) -> int:  # the first m >= n whose sizes m + offset are all new
+            offsets = offsets or (0,)
+            while any(n + offset in taken for offset in offsets):
                 n += 1
-            taken.add(n)
+            taken.update(n + offset for offset in offsets)
             return n
 
         def decode(lengths: list[int], total: int) -> None:  # prompts of token 0, decoded to `total` columns
@@ -196,18 +197,14 @@ class TextModel:
             return
         decode([1] + [5] * (unshared(2) - 1), unshared(9))
         batch, _ = self.running_batch(GenerationConfig())
-        row = batch.add([[0] * unshared(11)], [1])[0]
+        row = batch.add([[0] * unshared(11, 2, 3)], [1])[0]  # its padded step: a mask L + 2, a cache L + 3 long
         batch.step()
         batch.free(row)
         batch.add([[0]], [2])  # the freed row again, its prompt left-padded
         batch.step()
         batch.advance()
         for _ in range(2):  # speculative decoding: the newest token and a draft, causal, at two lengths
-            draft = 2
-            while draft + 1 in taken or draft + 2 in taken:  # its tokens and its cache
-                draft += 1
-            taken.update((draft + 1, draft + 2))
-            self._draft_forward(draft)
+            self._draft_forward(unshared(2, 1, 2))  # its tokens and its cache
 
     @torch.inference_mode()
     def _draft_forward(self, draft: int) -> torch.Tensor:
