@@ -6,7 +6,8 @@ same Q4_1 GGUF, 2 threads, when --llamacpp-python names a Python with llama-cpp-
 Clients are threads in this process speaking OpenAI's streaming chat API over HTTP.
 
 1. Scaling: with 1, 4 and 16 concurrent clients (--levels), each client sends --requests streamed
-   chat requests of --max-tokens new tokens (sampled, temperature 0.8, no seed). Reported: total
+   chat requests of --max-tokens new tokens (sampled, temperature 0.8, no seed; --temperatures 0.7,1.0
+   gives client k the k-th temperature in turn). Reported: total
    completion tokens/s over the wall time, p50/p95 request latency and time to first token.
 2. Load (ours): --clients streaming clients, back to back for --duration seconds (default 16 x
    60 s). Faults are injected meanwhile: a client that drops its stream after the first chunk,
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -79,17 +81,19 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def chat_stream(base: str, prompt: str, max_tokens: int, model: str, drop_after_first: bool = False) -> dict:
+def chat_stream(base: str, prompt: str, max_tokens: int, model: str, drop_after_first: bool = False,
+                temperature: float = 0.8) -> dict:
     """One streamed chat request: latency, time to first content, completion tokens (or the error)."""
     try:
-        return _chat_stream(base, prompt, max_tokens, model, drop_after_first)
+        return _chat_stream(base, prompt, max_tokens, model, drop_after_first, temperature)
     except httpx.HTTPError as e:
         return {"ok": False, "status": None, "error": f"{type(e).__name__}: {e}"[:200]}
 
 
-def _chat_stream(base: str, prompt: str, max_tokens: int, model: str, drop_after_first: bool) -> dict:
+def _chat_stream(base: str, prompt: str, max_tokens: int, model: str, drop_after_first: bool,
+                 temperature: float) -> dict:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0.8, "stream": True, "stream_options": {"include_usage": True}}
+            "temperature": temperature, "stream": True, "stream_options": {"include_usage": True}}
     t0 = time.perf_counter()
     first, pieces, usage = None, 0, None
     with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=600) as r:
@@ -130,9 +134,11 @@ def summarise(results: list[dict], wall: float) -> dict:
             "ttft_p95_s": round(pct([r["ttft"] for r in good], 0.95), 3)}
 
 
-def scaling(base: str, model: str, clients: int, requests: int, max_tokens: int) -> dict:
+def scaling(base: str, model: str, clients: int, requests: int, max_tokens: int,
+            temperatures: Sequence[float] = (0.8,)) -> dict:
     def client(k: int) -> list[dict]:
-        return [chat_stream(base, PROMPTS[(k + i) % len(PROMPTS)], max_tokens, model) for i in range(requests)]
+        return [chat_stream(base, PROMPTS[(k + i) % len(PROMPTS)], max_tokens, model,
+                            temperature=temperatures[k % len(temperatures)]) for i in range(requests)]
 
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
@@ -199,12 +205,15 @@ def main() -> int:
     ap.add_argument("--levels", default="1,4,16", help="concurrent clients for the scaling runs")
     ap.add_argument("--requests", type=int, default=2, help="requests per client in the scaling runs")
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--temperatures", default="0.8",
+                    help="comma-separated; client k of the scaling runs uses the k-th in turn (default 0.8)")
     ap.add_argument("--clients", type=int, default=16, help="clients in the load run")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of the load run (0 skips it)")
     ap.add_argument("--serve-args", default="", help="more `luoxia serve` options, e.g. '--quant w8a8 --compile'")
     ap.add_argument("--llamacpp-python", help="a Python with llama-cpp-python[server]: adds llama.cpp's server")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    temperatures = [float(x) for x in args.temperatures.split(",")]
     report: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                 "python": platform.python_version()},
                     "settings": vars(args), "scaling": {}, "load": None}
@@ -218,7 +227,7 @@ def main() -> int:
     try:
         chat_stream(base, "Hello", 8, args.model)  # warm-up
         for c in levels:
-            s = scaling(base, args.model, c, args.requests, args.max_tokens)
+            s = scaling(base, args.model, c, args.requests, args.max_tokens, temperatures)
             report["scaling"].setdefault("luoxia", {})[c] = s
             rows.append(("luoxia", c, s))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
@@ -240,7 +249,7 @@ def main() -> int:
         try:
             chat_stream(base, "Hello", 8, args.model)
             for c in levels:
-                s = scaling(base, args.model, c, args.requests, args.max_tokens)
+                s = scaling(base, args.model, c, args.requests, args.max_tokens, temperatures)
                 report["scaling"].setdefault("llama.cpp", {})[c] = s
                 rows.append(("llama.cpp", c, s))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
