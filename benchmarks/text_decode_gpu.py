@@ -119,7 +119,7 @@ def bench(args: argparse.Namespace) -> dict:
 
     from luoxia.core import registry
     from luoxia.core.compile import compile_or_eager
-    from luoxia.text.compiled import keep_argument_guards
+    from luoxia.text.compiled import compiled_decode_step, keep_argument_guards
     from luoxia.text.cuda_graph import GraphedDecodeStep
     from luoxia.text.pipeline import TextModel
 
@@ -141,8 +141,7 @@ def bench(args: argparse.Namespace) -> dict:
         model = loaded.model
         ids = loaded.tokenizer.encode(PROMPT_TEXT, add_special_tokens=False)[:PROMPT_TOKENS]
         steps = {"eager": lambda: None, "graphs": lambda: GraphedDecodeStep(model),
-                 "compile+graphs": lambda: GraphedDecodeStep(model, compile_or_eager(
-                     model, print, "decoding", dynamic=False, options={"guard_filter_fn": keep_argument_guards})),
+                 "compile+graphs": lambda: compiled_decode_step(model),  # what --compile does (graphed on CUDA)
                  "compile": lambda: compile_or_eager(model, print, "decoding", dynamic=True,
                                                      options={"guard_filter_fn": keep_argument_guards})}
         for name in ours_wanted:

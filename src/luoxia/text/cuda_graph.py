@@ -52,7 +52,6 @@ class _Graph:
         self.columns = torch.arange(max_len, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.logits: torch.Tensor | None = None
-        self.busy = False
 
     def _forward(self) -> torch.Tensor:
         return self.forward(self.tokens, self.caches, self.start, self.positions, self.mask)
@@ -113,17 +112,14 @@ class GraphedDecodeStep:
             graph = self._graphs.get(key)
             if graph is None:
                 graph = self._graphs[key] = _Graph(self.model, self.forward, *key, capture=self.capture)
-            if graph.busy:
+            if id(graph.caches) in self._owner:  # another generation holds them
                 return self.model.new_caches(batch_size, max_len)
-            graph.busy = True
             self._owner[id(graph.caches)] = graph
             return graph.caches
 
     def release(self, caches: list[KVCache]) -> None:
         with self._lock:
-            graph = self._owner.pop(id(caches), None)
-            if graph is not None:
-                graph.busy = False
+            self._owner.pop(id(caches), None)
 
     def __call__(self, tokens: torch.Tensor, caches: list[KVCache], start: int,
                  positions: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
