@@ -20,6 +20,8 @@ def test_compiled_generation_matches_eager(tiny_llama_dir, capfd):
     assert compiled.load_info["compile"] and compiled.decode_step is not None
     graphs = torch._dynamo.utils.counters["stats"]
     before = graphs["unique_graphs"]
+    retraces = torch._dynamo.utils.compilation_time_metrics.setdefault("compile_attempt_1", [])
+    retraces_before = len(retraces)
     prompts = ["hello world", "the cat sat on the mat and"]
     for prompt, new in zip(prompts, (12, 5)):  # batch 1, twice, other cache lengths: one graph
         a = eager.generate(prompt, max_new_tokens=new, ignore_eos=True)
@@ -35,6 +37,7 @@ def test_compiled_generation_matches_eager(tiny_llama_dir, capfd):
     if graphs["unique_graphs"] > before:  # a compiler fallback compiles nothing
         assert batch_one_graphs == 1  # the cache length (prompt + max_new_tokens) does not recompile
         assert graphs["unique_graphs"] - before <= 3
+        assert len(retraces) == retraces_before  # float attributes were not traced as inputs first
     if shutil.which("g++"):  # Inductor's CPU kernels need a C++ compiler; without one the fallback is right
         assert "torch.compile failed" not in capfd.readouterr().err
 

@@ -126,7 +126,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", action="store_true",
                    help="compile the decode step with torch.compile (a quantized model then runs as w8a8 unless "
                         "--quant says otherwise): 1.6-1.8x the eager CPU decode speed, after a compile of about "
-                        "25 s (cached) to minutes (first ever); for long outputs and servers")
+                        "8 s (cached) to minutes (first ever); for long outputs and servers")
     g.add_argument("--truncate", action="store_true",
                    help="drop the oldest prompt tokens when the prompt does not fit the context window")
 

@@ -8,7 +8,7 @@ int4/int8 matmuls stay the same PyTorch kernels. On the project's 2-core CPU thi
 from 81 to 138 tokens/s, llama.cpp's speed on the same file; w8a8 (int8 activations too) from 54 to
 118, against llama.cpp's 116 in the same run (benchmarks/text_decode.py, README "Speed").
 
-What it costs: the first call compiles, minutes on 2 cores the first time and about 25 s once
+What it costs: the first call compiles, minutes on 2 cores the first time and about 8 s once
 Inductor's on-disk cache holds the kernels (the batched and draft-check graphs of `warm_up` take
 as long again each). So it is an option for long generations and servers,
 not the default of a one-shot command. Prefill (many tokens at once) stays eager: it is one call
@@ -23,11 +23,19 @@ the tokens, the caches (their shapes and strides), the positions and the mask. S
 (`dynamic=True`), the caches' too (plain tensors, see `kv_cache`), so neither a longer generation,
 nor another `max_new_tokens` (the cache holds prompt + max_new_tokens), nor another batch size
 recompiles; batch 1 and batch > 1 compile once each. The weights' shapes stay static.
+
+Floats: with `dynamic=True` Dynamo also made the modules' float attributes (the norms' eps, the rotary
+base) symbolic inputs, found at the end of the compile that they must be constants, and traced the
+whole model again: 14 of the 22 s of a warm-cache compile. They are constants of a loaded model, so
+the step is traced with `specialize_float` (8 s).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+
+import torch
 
 from luoxia.core.compile import compile_or_eager
 from luoxia.text.cuda_graph import GraphedDecodeStep
@@ -37,6 +45,17 @@ from luoxia.text.model import Transformer
 def keep_argument_guards(entries: list) -> list[bool]:
     """Dynamo guard filter: drop the guards on the module itself (`self...`), keep all others."""
     return [not str(entry.name).startswith(("self.", "self[", "type(self")) for entry in entries]
+
+
+def with_constant_floats(step: Callable) -> Callable:
+    """`step` with Dynamo treating Python floats as constants while it traces (see the module notes)."""
+
+    @functools.wraps(step)
+    def call(*args, **kwargs):
+        with torch._dynamo.config.patch(specialize_float=True):
+            return step(*args, **kwargs)
+
+    return call
 
 
 def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print) -> Callable:
@@ -49,4 +68,4 @@ def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print)
         return GraphedDecodeStep(model, compile_or_eager(model, log, "decoding", dynamic=False, options=options))
     if model.tok_embeddings.weight.device.type == "cpu":
         options["cpp_wrapper"] = True
-    return compile_or_eager(model, log, "decoding", dynamic=True, options=options)
+    return with_constant_floats(compile_or_eager(model, log, "decoding", dynamic=True, options=options))

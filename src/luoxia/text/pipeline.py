@@ -154,7 +154,7 @@ class TextModel:
         in `dtype` (float32 on CPU), which matches transformers on the same weights token for token;
         "w8a8" (int8 weights and activations) is the fastest for batches of prompts. `compile` compiles
         the one-token decode step on its first use (see `text.compiled`: 1.6-1.8x the eager int4 decode
-        speed on the CPU, after a compile of about 25 s, minutes on a machine's first run).
+        speed on the CPU, after a compile of about 8 s, minutes on a machine's first run).
         """
         t0 = time.perf_counter()
         model, bundle, info = load_model(name_or_path, pick_device(device), dtype, quant, use_cache=use_cache,
