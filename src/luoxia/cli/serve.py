@@ -62,7 +62,7 @@ def serve(args: argparse.Namespace) -> int:
     images = load_images(args.image_model)
     text = load_model(_model_choice(args))
     if args.compile:
-        print("luoxia: compiling the decode step (about 100 s with a warm compile cache, more the first time)",
+        print("luoxia: compiling the decode step (about 40 s with a warm compile cache, minutes the first time)",
               file=sys.stderr)
         text.warm_up()
 
