@@ -125,7 +125,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                         "w8a8 quantizes activations too and is the fastest for batches of prompts")
     g.add_argument("--compile", action="store_true",
                    help="compile the decode step with torch.compile (a quantized model then runs as w8a8 unless "
-                        "--quant says otherwise): 1.6-1.8x the eager CPU decode speed, after a compile of about "
+                        "--quant says otherwise): 1.5-1.8x the eager CPU decode speed, after a compile of about "
                         "8 s (cached) to minutes (first ever); for long outputs and servers")
     g.add_argument("--truncate", action="store_true",
                    help="drop the oldest prompt tokens when the prompt does not fit the context window")

@@ -153,7 +153,7 @@ class TextModel:
         8-bit types), or with `compile` runs it as w8a8 (see `text.quant.choose_quant`); "none" computes
         in `dtype` (float32 on CPU), which matches transformers on the same weights token for token;
         "w8a8" (int8 weights and activations) is the fastest for batches of prompts. `compile` compiles
-        the one-token decode step on its first use (see `text.compiled`: 1.6-1.8x the eager int4 decode
+        the one-token decode step on its first use (see `text.compiled`: 1.5-1.8x the eager int4 decode
         speed on the CPU, after a compile of about 8 s, minutes on a machine's first run).
         """
         t0 = time.perf_counter()
