@@ -32,7 +32,6 @@ the step is traced with `specialize_float` (8 s).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import torch
@@ -47,17 +46,6 @@ def keep_argument_guards(entries: list) -> list[bool]:
     return [not str(entry.name).startswith(("self.", "self[", "type(self")) for entry in entries]
 
 
-def with_constant_floats(step: Callable) -> Callable:
-    """`step` with Dynamo treating Python floats as constants while it traces (see the module notes)."""
-
-    @functools.wraps(step)
-    def call(*args, **kwargs):
-        with torch._dynamo.config.patch(specialize_float=True):
-            return step(*args, **kwargs)
-
-    return call
-
-
 def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print) -> Callable:
     """A function with the model's forward signature, compiled for one-token steps. Falls back to
     the eager model (with a note) where compiling fails, e.g. without a C++ compiler.
@@ -68,4 +56,5 @@ def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print)
         return GraphedDecodeStep(model, compile_or_eager(model, log, "decoding", dynamic=False, options=options))
     if model.tok_embeddings.weight.device.type == "cpu":
         options["cpp_wrapper"] = True
-    return with_constant_floats(compile_or_eager(model, log, "decoding", dynamic=True, options=options))
+    constant_floats = torch._dynamo.config.patch(specialize_float=True)  # floats: see the module notes
+    return constant_floats(compile_or_eager(model, log, "decoding", dynamic=True, options=options))
