@@ -15,8 +15,10 @@ the same number of torch threads. Measured per engine:
                     first new token; ours with an empty $LUOXIA_HOME, so the GGUF is dequantized
     TTFT warm s     the same with our converted-weights cache filled (transformers has no such
                     cache: it loads the GGUF again); median of --repeats processes
-    luoxia generate the default row only: the command as a user runs it, spawn to first byte of
-                    generated text, warm cache, beside a bare `import torch` (the target is judged on it)
+    luoxia generate the default row only: the command as a user runs it, warm cache, 32 tokens: spawn
+                    to the first and to the last byte of generated text, with its NumPy head start
+                    (the default) and with --no-head-start, beside a bare `import torch` (the
+                    target is judged on the default)
     load s          the load call alone in those processes (model and tokenizer)
     peak RSS MB     the child process's own ru_maxrss at its first token
 
@@ -63,6 +65,7 @@ PROMPT_TEXT = (
 RESULTS = Path(__file__).resolve().parent / "results" / "text_decode.json"
 TARGET_DECODE_RATIO = 1.5
 TARGET_WARM_TTFT_S = 1.0
+CLI_TOKENS = 32  # tokens per `luoxia generate` run in the first-output measurement
 CHILD_MARK = "@@luoxia-bench "
 OURS, HF, LLAMA = "luoxia", "transformers", "llamacpp"
 TARGET_LLAMACPP_RATIO = 1.0
@@ -261,26 +264,38 @@ def cold_and_warm(engine: str, args: argparse.Namespace, ids: list[int], model: 
 
 
 def cli_first_output(args: argparse.Namespace, home: Path) -> dict:
-    """`luoxia generate` as a user runs it, warm cache: seconds from spawning the command to the first
-    byte of generated text on its stdout (median of --repeats), beside a fresh `import torch` alone."""
+    """`luoxia generate` as a user runs it, warm cache, CLI_TOKENS tokens: seconds from spawning the command
+    to the first byte of generated text on its stdout and to the last, with the NumPy head start (the
+    default: text.head_start) and without it (--no-head-start), the two alternating; medians of --repeats,
+    beside a fresh `import torch` alone."""
     exe = Path(sys.executable).with_name("luoxia")
     env = {**os.environ, "LUOXIA_HOME": str(home)}
-    cmd = [str(exe), "generate", PROMPT_TEXT, "--max-new-tokens", "8"]
-    first_byte, import_torch = [], []
+    cmd = [str(exe), "generate", PROMPT_TEXT, "--max-new-tokens", str(CLI_TOKENS), "--ignore-eos"]
+    times: dict[str, list[tuple[float, float]]] = {"head_start": [], "no_head_start": []}
+    import_torch = []
     for _ in range(args.repeats):
-        t0 = time.time()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        got = proc.stdout.read(1)
-        first_byte.append(time.time() - t0)
-        proc.stdout.read()
-        if proc.wait() != 0 or not got:
-            sys.exit(f"{' '.join(cmd[:2])} failed (exit {proc.returncode})")
+        for mode, extra in (("head_start", []), ("no_head_start", ["--no-head-start"])):
+            t0 = time.time()
+            proc = subprocess.Popen(cmd + extra, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            got = proc.stdout.read(1)
+            first = time.time() - t0
+            proc.stdout.read()
+            times[mode].append((first, time.time() - t0))
+            if proc.wait() != 0 or not got:
+                sys.exit(f"{' '.join(cmd[:2])} failed (exit {proc.returncode})")
         t0 = time.time()
         subprocess.run([sys.executable, "-c", "import torch"], check=True)
         import_torch.append(time.time() - t0)
-    print(f"  luoxia generate: first output after {statistics.median(first_byte):.2f} s; "
-          f"python -c 'import torch' alone {statistics.median(import_torch):.2f} s", flush=True)
-    return {"cli_ttft_warm_s": statistics.median(first_byte), "import_torch_s": statistics.median(import_torch)}
+    out = {"import_torch_s": statistics.median(import_torch)}
+    for mode, pairs in times.items():
+        suffix = "" if mode == "head_start" else "_no_head_start"
+        out[f"cli_ttft_warm_s{suffix}"] = statistics.median(f for f, _ in pairs)
+        out[f"cli_last_byte_s{suffix}"] = statistics.median(last for _, last in pairs)
+    print(f"  luoxia generate, {CLI_TOKENS} tokens: first output after {out['cli_ttft_warm_s']:.2f} s, last after "
+          f"{out['cli_last_byte_s']:.2f} s; with --no-head-start {out['cli_ttft_warm_s_no_head_start']:.2f} and "
+          f"{out['cli_last_byte_s_no_head_start']:.2f} s; python -c 'import torch' alone "
+          f"{out['import_torch_s']:.2f} s", flush=True)
+    return out
 
 
 # --- the benchmark ------------------------------------------------------------------------------
@@ -518,8 +533,11 @@ def report(result: dict) -> None:
     ratios, rows = result["ratios"], result["rows"]
     for name, r in rows.items():
         if "cli_ttft_warm_s" in r:
-            print(f"\n`luoxia generate` ({name}, warm cache): first output {r['cli_ttft_warm_s']:.2f} s after the "
-                  f"command starts; a bare `python -c 'import torch'` takes {r['import_torch_s']:.2f} s of it")
+            print(f"\n`luoxia generate` ({name}, warm cache, {CLI_TOKENS} tokens): first output "
+                  f"{r['cli_ttft_warm_s']:.2f} s after the command starts, last {r['cli_last_byte_s']:.2f} s (NumPy "
+                  f"head start); with --no-head-start {r['cli_ttft_warm_s_no_head_start']:.2f} and "
+                  f"{r['cli_last_byte_s_no_head_start']:.2f} s; a bare `python -c 'import torch'` takes "
+                  f"{r['import_torch_s']:.2f} s")
     print()
     for name, r in ratios.items():
         vs_llama = f", decode {r['decode_vs_llamacpp']:.2f}x llama.cpp" if "decode_vs_llamacpp" in r else ""

@@ -54,7 +54,8 @@ def main() -> None:
     import transformers
 
     from luoxia.text.formats.hf import hf_config, to_hf_state_dict
-    from luoxia.text.model import Transformer, TransformerConfig
+    from luoxia.text.model import Transformer
+    from luoxia.text.model_config import TransformerConfig
     from luoxia.train.step import compiled, lm_loss, make_optimizer
 
     torch.manual_seed(0)

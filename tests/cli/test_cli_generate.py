@@ -240,6 +240,23 @@ def test_ctrl_c_stops_generation(luoxia, tiny_raw_model, monkeypatch):
     assert closed and "Traceback" not in run.err
 
 
+def test_head_start_gives_the_same_answer_sooner(luoxia, tiny_gqa3_dir, tmp_path, monkeypatch):
+    """A cached GGUF model, greedy: the first tokens come from NumPy before torch loads (text.head_start).
+    Float32 weights, so with or without it the tokens are the same."""
+    from tiny_models import write_gguf
+
+    monkeypatch.setenv("LUOXIA_HOME", str(tmp_path / "home"))  # an empty cache
+    path = write_gguf(tmp_path / "tiny.gguf", tiny_gqa3_dir, "F32")
+    flags = ("generate", "the quick brown fox", "--model", path, "--raw", "--max-new-tokens", "12", "--ignore-eos")
+    first = luoxia(*flags)  # converts the model: no cache yet, so no head start
+    assert first.code == 0, first.err
+    assert "head start" not in first.err
+    started, plain = luoxia(*flags), luoxia(*flags, "--no-head-start")
+    assert started.code == plain.code == 0, started.err + plain.err
+    assert "head start: 8 from NumPy" in started.err and "head start" not in plain.err
+    assert started.out == plain.out == first.out and started.out.strip()
+
+
 # --- the embedded model --------------------------------------------------------------------------
 
 
@@ -249,6 +266,8 @@ def test_generate_embedded_greedy(luoxia):
     assert run.code == 0, run.err
     assert run.out.strip()
     assert TEXT_NOTICE in run.err and "tok/s" in run.err
+    again = luoxia("generate", "The capital of France is", "--max-new-tokens", "8")  # the cache is filled now
+    assert again.code == 0 and "head start: 8 from NumPy" in again.err, again.err
 
 
 @pytest.mark.slow

@@ -57,7 +57,8 @@ def empty_midi(tmp_path: Path) -> Path:
 def make_music_model(directory: Path, context: int = 256, seed: int = 0) -> Path:
     """An untrained 1-layer model over the music vocabulary, saved as `luoxia train music` exports it."""
     from luoxia.text.formats.hf import save_hf
-    from luoxia.text.model import Transformer, TransformerConfig
+    from luoxia.text.model import Transformer
+    from luoxia.text.model_config import TransformerConfig
 
     torch.manual_seed(seed)
     config = TransformerConfig(vocab_size=len(tokens.VOCAB), dim=32, n_layers=1, n_heads=2, ffn_dim=64,

@@ -65,6 +65,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="continue the prompt as plain text, without the chat template")
     p.add_argument("--system", metavar="TEXT", help="system prompt (implies --chat)")
     _add_model_flags(p)
+    p.add_argument("--no-head-start", dest="head_start", action="store_false",
+                   help="load the model before the first token. By default a greedy run of a cached GGUF model shows "
+                        "its first tokens from a NumPy float32 copy while torch loads (text.head_start); at a near "
+                        "tie those can differ from what the quantized model would pick")
     _add_decoding_flags(p)
     _add_safety_flags(p)
     out = p.add_argument_group("output")
@@ -75,7 +79,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=lambda args: generate(
         prompt=args.prompt, prompt_file=args.prompt_file, model=_model_choice(args), params=decoding_params(args),
         chat=args.chat, system=args.system, truncate=args.truncate, as_json=args.as_json, output=args.output,
-        safety=safety_config(args),
+        safety=safety_config(args), head_start=args.head_start,
     ))
 
     c = commands.add_parser(
@@ -132,7 +136,8 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_decoding_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("decoding", "Unset flags keep the defaults of luoxia.text.generate.GenerationConfig "
+    g = p.add_argument_group("decoding", "Unset flags keep the defaults of "
+                                         "luoxia.text.generation_config.GenerationConfig "
                                          "(greedy decoding, named as in transformers).")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="generate at most N tokens")
     g.add_argument("--min-new-tokens", type=int, metavar="N", help="forbid end-of-sequence before N new tokens")
@@ -203,13 +208,13 @@ def _read_text(path: Path, flag: str) -> str:
 
 def _watermark(args: argparse.Namespace):
     """A WatermarkConfig from --watermark KEY (and its gamma/delta flags), or None."""
-    from luoxia.safety.watermark import WatermarkConfig
-
     gamma, delta = getattr(args, "watermark_gamma", None), getattr(args, "watermark_delta", None)
     if getattr(args, "watermark", None) is None:
         if gamma is not None or delta is not None:
             raise InvalidParameterError("--watermark-gamma/--watermark-delta need --watermark KEY")
         return None
+    from luoxia.safety.watermark import WatermarkConfig  # torch: only when asked for
+
     given = {k: v for k, v in (("gamma", gamma), ("delta", delta)) if v is not None}
     return WatermarkConfig(key=args.watermark, **given)
 
@@ -222,9 +227,11 @@ def _model_choice(args: argparse.Namespace) -> ModelChoice:
 
 
 def generate(*, prompt: str | None, prompt_file: Path | None, model: ModelChoice, params: dict, chat: bool | None,
-             system: str | None, truncate: bool, as_json: bool, output: Path | None, safety=None) -> int:
-    """Generate from one prompt: stream it to stdout (or print JSON), optionally save it labelled."""
-    from luoxia.text.pipeline import as_text
+             system: str | None, truncate: bool, as_json: bool, output: Path | None, safety=None,
+             head_start: bool = True) -> int:
+    """Generate from one prompt: stream it to stdout (or print JSON), optionally save it labelled. With
+    `head_start`, a greedy run of a cached model streams its first tokens before torch loads."""
+    from luoxia.text.prompting import as_text
 
     _check_params(params)
     if system is not None and chat is False:
@@ -232,16 +239,19 @@ def generate(*, prompt: str | None, prompt_file: Path | None, model: ModelChoice
     text = as_text(read_prompt(prompt, prompt_file))
     if output is not None and output.is_dir():
         raise InvalidParameterError(f"-o {output} is a folder; give a file name")
-    text_model = load_model(model)
-    if safety is not None:
-        text_model.safety = safety
-    chat = use_chat(text_model, chat, system)
+    head = _head_start(model) if head_start and not as_json else None
+    text_model = None if head is not None else load_model(model, safety)
+    chat = use_chat(head or text_model, chat, system)
     kwargs = dict(chat=chat, system=system, truncate=truncate, **params)
+    row = head.begin(text, safety=safety, **kwargs) if head is not None else None
     if as_json:
         result = text_model.generate(text, **kwargs)
         print(json.dumps({**result.to_dict(), "notice": TEXT_NOTICE}, ensure_ascii=False, indent=2))
     else:
-        stream = text_model.stream(text, **kwargs)
+        if row is not None:
+            stream = head.stream(row, lambda: load_model(model, safety))
+        else:
+            stream = (text_model or load_model(model, safety)).stream(text, **kwargs)
         try:
             for piece in stream:
                 sys.stdout.write(piece)
@@ -397,19 +407,32 @@ def _note(text: str) -> None:
 
 
 def _check_params(params: dict) -> None:
-    from luoxia.text.generate import GenerationConfig
+    from luoxia.text.generation_config import GenerationConfig
 
     GenerationConfig(**params).validate()
 
 
-def load_model(choice: ModelChoice) -> TextModel:
-    """Check the device and dtype (fast), then load the model (slow)."""
+def _head_start(choice: ModelChoice):
+    """The NumPy head start (`text.head_start`) for this model, or None: only for a model as loaded by default
+    on the CPU (no --dtype, --device or --compile, which have their own checks and warm-up) whose
+    converted weights are cached."""
+    from luoxia.text.head_start import HeadStart
+
+    if choice.dtype is not None or choice.device not in (None, "cpu") or choice.compile:
+        return None
+    return HeadStart.open(choice.name or DEFAULT_TEXT_MODEL)
+
+
+def load_model(choice: ModelChoice, safety=None) -> TextModel:
+    """Check the device and dtype (fast), then load the model (slow), with `safety` if given."""
     from luoxia.core.device import pick_device, pick_dtype
     from luoxia.text.pipeline import TextModel
 
     pick_dtype(choice.dtype, pick_device(choice.device))
     given = {"name_or_path": choice.name, "device": choice.device, "dtype": choice.dtype, "quant": choice.quant}
     loaded = TextModel.load(**{k: v for k, v in given.items() if v is not None}, compile=choice.compile)
+    if safety is not None:
+        loaded.safety = safety
     if choice.compile:  # now, so that the first answer's speed is its own and not the compiler's
         print("compiling the decode step ...", end=" ", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
@@ -437,6 +460,7 @@ def stats_line(result: GenerationResult) -> str:
              f"first token {s['time_to_first_token_s']:.2f} s", f"{rate:.1f} tok/s" if rate else "- tok/s",
              f"finish: {s['finish_reason']}",
              *([_speculation_note(s["speculation"])] if s.get("speculation") else []),
+             *([f"head start: {s['head_start_tokens']} from NumPy"] if s.get("head_start_tokens") else []),
              " ".join([s["device"], s["dtype"], *([s["quant"]] if s.get("quant", "none") != "none" else []),
                        *(["compiled"] if s.get("compiled") else [])])]
     return "[" + " · ".join(parts) + "]"

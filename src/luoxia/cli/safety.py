@@ -77,7 +77,7 @@ def detect(file: Path, key: str, model: str | None, gamma: float | None, thresho
     from luoxia.cli.generate import ModelChoice, load_model
     from luoxia.core.errors import UserFileError
     from luoxia.safety.watermark import WatermarkConfig, detect_text
-    from luoxia.text.pipeline import as_text
+    from luoxia.text.prompting import as_text
 
     try:
         data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()

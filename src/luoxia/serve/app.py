@@ -36,7 +36,8 @@ from luoxia.serve.config import ServeConfig
 from luoxia.serve.engine import QueueFullError, TextEngine
 from luoxia.serve.errors import ApiError, bad_request
 from luoxia.serve.labelling import NOTICE_SUFFIX, label_text
-from luoxia.text.pipeline import GenerationResult, PreparedPrompt, TextModel
+from luoxia.text.pipeline import GenerationResult, TextModel
+from luoxia.text.prompting import PreparedPrompt
 
 FINISH = {"eos": "stop", "stop": "stop", "length": "length", "filtered": "content_filter", "interrupted": "stop"}
 

@@ -26,7 +26,9 @@ from collections.abc import AsyncIterator, Sequence
 
 from luoxia.core.openmp import release_thread_pool
 from luoxia.text.batching import RunningBatch, joinable, settings_key
-from luoxia.text.pipeline import GenerationResult, PreparedPrompt, RowStream, TextModel
+from luoxia.text.pipeline import GenerationResult, TextModel
+from luoxia.text.prompting import PreparedPrompt
+from luoxia.text.row_stream import RowStream
 
 _DONE = object()
 UNUSED_COLUMNS = 256  # a running batch drops the cache columns before its oldest row's first token beyond this

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from luoxia.text import sampling
-from luoxia.text.generate import GenerationConfig
+from luoxia.text.generation_config import GenerationConfig
 from luoxia.text.model import Transformer
 
 _DEAD = -1.0e9  # transformers' stand-in for -inf in beam scores

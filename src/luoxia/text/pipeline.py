@@ -22,21 +22,24 @@ import torch
 
 from luoxia.core.artifact import Artifact
 from luoxia.core.device import pick_device
-from luoxia.core.errors import InputEncodingError, InvalidParameterError, PromptTooLongError
+from luoxia.core.errors import InvalidParameterError
 from luoxia.core.provenance import Provenance
 from luoxia.core.registry import DEFAULT_TEXT_MODEL
 from luoxia.safety.policy import SafetyConfig
+from luoxia.text import prompting
 from luoxia.text.batching import RunningBatch
 from luoxia.text.beam_search import beam_search
 from luoxia.text.chat import Message
 from luoxia.text.compiled import compiled_decode_step
 from luoxia.text.cuda_graph import GraphedDecodeStep
 from luoxia.text.formats.bundle import ModelBundle
-from luoxia.text.generate import GenerationConfig, decode_steps, padding_mask
+from luoxia.text.generate import decode_steps, padding_mask
+from luoxia.text.generation_config import GenerationConfig
 from luoxia.text.loader import load_model
 from luoxia.text.model import Transformer
+from luoxia.text.prompting import PreparedPrompt, as_text
+from luoxia.text.row_stream import RowStream, TextStream
 from luoxia.text.speculative import SpeculationStats, speculative_steps
-from luoxia.text.stopping import find_stop, safe_length
 from luoxia.text.tokenizer import Tokenizer
 
 
@@ -54,86 +57,6 @@ class GenerationResult:
     def to_dict(self) -> dict:
         return {"text": self.text, "finish_reason": self.finish_reason, "token_ids": self.token_ids,
                 "provenance": self.provenance.to_dict()}
-
-
-@dataclasses.dataclass
-class PreparedPrompt:
-    """A prompt after the safety screen, encoded and fitted to the context; or its refusal."""
-
-    prompt: str
-    ids: list[int]
-    config: GenerationConfig
-    safety: dict
-    refusal: str | None = None  # set when the content filter refused the prompt
-
-
-class RowStream:
-    """One row of a batch as its tokens arrive: detokenised, cut at stop strings, ended by EOS or its length.
-
-    `feed` turns a token into the events it makes: a text piece (never part of a stop string or of a
-    character) and, once the row ends, its GenerationResult. `streamed=False` (beam search, whose
-    tokens all arrive at the end) records no first-token time.
-    """
-
-    def __init__(self, owner: TextModel, row: PreparedPrompt, seed: int | None, batch_size: int,
-                 streamed: bool = True):
-        self.owner, self.row, self.seed, self.batch_size, self.streamed = owner, row, seed, batch_size, streamed
-        self.decoder = owner.tokenizer.stream_decoder()
-        self.eos = set() if row.config.ignore_eos else set(owner.tokenizer.eos_ids)
-        self.new_ids: list[int] = []
-        self.text, self.shown, self.reason = "", 0, None
-        self.t0, self.t_first = time.perf_counter(), None
-        self.speculation: SpeculationStats | None = None  # set when the row decodes speculatively
-
-    def feed(self, token: int) -> list[str | GenerationResult]:
-        if self.streamed:
-            self.t_first = self.t_first or time.perf_counter()
-        self.new_ids.append(token)
-        stop = self.row.config.stop
-        if token in self.eos:
-            self.reason = "eos"
-        else:
-            self.text += self.decoder.step(token)
-            cut = find_stop(self.text, stop)
-            if cut >= 0:
-                self.text, self.reason = self.text[:cut], "stop"
-            elif len(self.new_ids) >= self.row.config.max_new_tokens:
-                self.reason = "length"
-        end = len(self.text) if self.reason else safe_length(self.text, stop)
-        events: list[str | GenerationResult] = [self._show(end)] if end > self.shown else []
-        if self.reason:
-            events.append(self.result())
-        return events
-
-    def end(self, reason: str) -> list[str | GenerationResult]:
-        """End the row before its tokens did (its reader closed it): the text not yet shown, and its result."""
-        self.reason = reason
-        return [*([self._show(len(self.text))] if len(self.text) > self.shown else []), self.result()]
-
-    def _show(self, end: int) -> str:
-        piece, self.shown = self.text[self.shown:end], end
-        return piece
-
-    def result(self) -> GenerationResult:
-        row = self.row
-        return self.owner._result(row.prompt, row.ids, self.new_ids, self.text, self.reason,
-                                  dataclasses.replace(row.config, seed=self.seed), self.t0, self.t_first,
-                                  batch_size=self.batch_size, safety=row.safety, speculation=self.speculation)
-
-
-class TextStream:
-    """Iterate for text pieces as they are generated; `result` is set once iteration ends."""
-
-    def __init__(self, pieces: Iterator[str]):
-        self._pieces = pieces
-        self.result: GenerationResult | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        return self._pieces
-
-    def close(self) -> None:
-        """Stop generating now (e.g. on Ctrl-C); `result` holds what was generated so far."""
-        self._pieces.close()
 
 
 class TextModel:
@@ -227,39 +150,10 @@ class TextModel:
     # --- prompts ----------------------------------------------------------------------------
 
     def chat_prompt(self, messages: str | Sequence[Message], system: str | None = None) -> str:
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
-        if system is not None:
-            messages = [{"role": "system", "content": system}, *[m for m in messages if m["role"] != "system"]]
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        return prompting.chat_prompt(self.tokenizer, messages, system)
 
     def encode_prompt(self, prompt: str, templated: bool = False) -> list[int]:
-        # A rendered chat already holds its special tokens (as transformers' apply_chat_template).
-        ids = self.tokenizer.encode(prompt, add_special_tokens=not templated)
-        if not ids:
-            raise InvalidParameterError("the prompt is empty; give some text to continue")
-        return ids
-
-    def _fit(self, ids: list[int], config: GenerationConfig, truncate: bool) -> tuple[list[int], GenerationConfig]:
-        """Apply max_length, and make prompt + new tokens fit the context window."""
-        ctx = self.context_length
-        if config.max_length is not None:
-            config = dataclasses.replace(config, max_new_tokens=config.max_length - len(ids), max_length=None)
-            if config.max_new_tokens < 1:
-                raise InvalidParameterError(
-                    f"max_length {config.max_new_tokens + len(ids)} leaves no room after a {len(ids)}-token prompt; "
-                    "raise max_length or use max_new_tokens"
-                )
-        if truncate and len(ids) + config.max_new_tokens > ctx:
-            ids = ids[-max(1, ctx - config.max_new_tokens):]
-        if len(ids) >= ctx:
-            raise PromptTooLongError(
-                f"the prompt is {len(ids)} tokens but the context window is {ctx}; shorten it, or truncate "
-                "(--truncate / truncate=True) to drop the oldest tokens"
-            )
-        if len(ids) + config.max_new_tokens > ctx:
-            config = dataclasses.replace(config, max_new_tokens=ctx - len(ids))
-        return ids, config
+        return prompting.encode_prompt(self.tokenizer, prompt, templated)
 
     # --- generation --------------------------------------------------------------------------
 
@@ -303,7 +197,21 @@ class TextModel:
         if row.refusal is not None:  # refuse: nothing is generated
             stream._pieces = self._refusal_pieces(stream, row.prompt, row.refusal, row.config, row.safety)
         else:
-            stream._pieces = self._stream_pieces(stream, row.prompt, row.ids, row.config, row.safety)
+            config, generator = self._seeded(row.config)
+            # Beams cannot stream (the first token is known only when the search ends): no first-token time.
+            started = RowStream(self, dataclasses.replace(row, config=config), config.seed, 1,
+                                streamed=config.num_beams == 1)
+            stream._pieces = self._stream_pieces(stream, started, generator)
+        return stream
+
+    def resume(self, row: RowStream) -> TextStream:
+        """Go on with a greedy row whose first tokens came before this model loaded (`text.head_start`):
+        decode from its prompt and those tokens, through the same RowStream (its text, its stop strings)."""
+        if row.row.config.sampling or row.row.config.num_beams > 1:
+            raise InvalidParameterError("only a greedy row can be resumed; sample or search from the start")
+        row.owner = self
+        stream = TextStream(iter(()))
+        stream._pieces = self._stream_pieces(stream, row, None)
         return stream
 
     def prepare(self, prompt: str | bytes | Sequence[Message], *, chat: bool = False, system: str | None = None,
@@ -317,12 +225,7 @@ class TextModel:
         return self._prepare(self.chat_prompt(prompt, system) if chat else prompt, chat, truncate, params)
 
     def _prepare(self, prompt: str, templated: bool, truncate: bool, params: dict) -> PreparedPrompt:
-        config = GenerationConfig(**params).validate()
-        prompt, verdict, safety = self.safety.screen_prompt(prompt)
-        if verdict is not None:
-            return PreparedPrompt(prompt, [], config, safety, refusal=verdict.refusal)
-        ids, config = self._fit(self.encode_prompt(prompt, templated), config, truncate)
-        return PreparedPrompt(prompt, ids, config, safety)
+        return prompting.prepare(self.tokenizer, self.safety, self.context_length, prompt, templated, truncate, params)
 
     def _refusal_pieces(self, stream: TextStream, prompt: str, refusal: str, config: GenerationConfig,
                         safety: dict) -> Iterator[str]:
@@ -343,12 +246,14 @@ class TextModel:
         generator = torch.Generator(device=self.model.tok_embeddings.weight.device).manual_seed(seed)
         return dataclasses.replace(config, seed=seed), generator
 
-    def _stream_pieces(self, stream: TextStream, prompt: str, ids: list[int],
-                       config: GenerationConfig, safety: dict | None = None) -> Iterator[str]:
-        config, generator = self._seeded(config)
-        # Beams cannot stream (the first token is known only when the search ends): no first-token time.
-        row = RowStream(self, PreparedPrompt(prompt, ids, config, safety or {}), config.seed, 1,
-                        streamed=config.num_beams == 1)
+    def _stream_pieces(self, stream: TextStream, row: RowStream, generator: torch.Generator | None) -> Iterator[str]:
+        """The row's text pieces from the tokens after those it has (none, unless resumed); its result goes
+        to `stream.result`."""
+        if row.reason:  # it ended before this model took it over
+            stream.result = row.result()
+            return
+        ids = row.row.ids + row.new_ids
+        config = dataclasses.replace(row.row.config, max_new_tokens=row.row.config.max_new_tokens - len(row.new_ids))
         if config.num_beams > 1:
             steps = iter(beam_search(self.model, ids, config, self.tokenizer.eos_ids)[0])
         elif config.lookup:
@@ -446,7 +351,8 @@ class TextModel:
 
     def _result(self, prompt: str, ids: list[int], new_ids: list[int], text: str, reason: str,
                 config: GenerationConfig, t0: float, t_first: float | None, batch_size: int = 1,
-                safety: dict | None = None, speculation: SpeculationStats | None = None) -> GenerationResult:
+                safety: dict | None = None, speculation: SpeculationStats | None = None,
+                head_start: int = 0) -> GenerationResult:
         t_end = time.perf_counter()
         text, safety = self.safety.screen_output(text, safety or {})
         if t_first is None:  # nothing streamed (beam search): report the overall rate
@@ -464,15 +370,9 @@ class TextModel:
         }
         if speculation is not None:
             stats["speculation"] = speculation.to_dict()
+        if head_start:
+            stats["head_start_tokens"] = head_start  # the first tokens came from text.head_start's NumPy model
         provenance = Provenance(model=self.name, model_source=self.source, model_sha256=self.sha256,
                                 params=config.to_dict(), seed=config.seed, prompt=prompt, stats=stats, safety=safety)
         return GenerationResult(text=text, token_ids=new_ids, finish_reason=reason, provenance=provenance)
 
-
-def as_text(prompt: str | bytes) -> str:
-    if isinstance(prompt, bytes):
-        try:
-            return prompt.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputEncodingError(f"the prompt is not valid UTF-8 (byte {e.start}); convert it to UTF-8") from None
-    return prompt

@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from luoxia.text import sampling
-from luoxia.text.generate import GenerationConfig, padding_mask
+from luoxia.text.generate import padding_mask
+from luoxia.text.generation_config import GenerationConfig
 from luoxia.text.model import Transformer
 
 MAX_NGRAM, MIN_NGRAM = 3, 2

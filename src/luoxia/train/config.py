@@ -19,7 +19,7 @@ from pathlib import Path
 
 from luoxia.core.config import from_dict, load_toml
 from luoxia.core.errors import InvalidParameterError
-from luoxia.text.model import PRESETS, TransformerConfig
+from luoxia.text.model_config import PRESETS, TransformerConfig
 from luoxia.train.distributed import PARALLEL
 
 
@@ -27,7 +27,7 @@ from luoxia.train.distributed import PARALLEL
 class ModelSpec:
     """The network to train from scratch (ignored when `init` names a model to fine-tune)."""
 
-    preset: str = ""  # a name from text.model.PRESETS; the fields below then override nothing
+    preset: str = ""  # a name from text.model_config.PRESETS; the fields below then override nothing
     dim: int = 256
     n_layers: int = 4
     n_heads: int = 4

@@ -36,7 +36,8 @@ from luoxia.core.device import pick_device
 from luoxia.core.errors import InvalidParameterError
 from luoxia.core.paths import trained_models_dir
 from luoxia.data.shards import TokenData
-from luoxia.text.model import Transformer, TransformerConfig
+from luoxia.text.model import Transformer
+from luoxia.text.model_config import TransformerConfig
 from luoxia.train import distributed, resume
 from luoxia.train.config import TrainConfig
 from luoxia.train.schedule import WarmupCosine

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-import torch
-
-from luoxia.text.model import TransformerConfig
+from luoxia.text.model_config import TransformerConfig
 from luoxia.text.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclasses.dataclass

@@ -6,19 +6,25 @@ Layout (versioned): `config.json` (our model config + where it came from), `mode
 model has been built, `model.<int4|int8|w8a8>.torch-<version>.safetensors`: its packed weights as
 `text.quant` lays them out, so the next load skips quantizing (half a second and several hundred MB
 of temporaries for SmolLM2-135M). The packing belongs to PyTorch's kernels, hence the version.
+
+`map_weights` maps the float32 `model.safetensors` as NumPy arrays, for `text.head_start`, before torch loads.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from luoxia.core import atomic
 from luoxia.core.paths import weights_cache_dir
 from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.formats.hf import read_tokenizer
-from luoxia.text.model import TransformerConfig
+from luoxia.text.model_config import TransformerConfig
 
 if TYPE_CHECKING:
     import torch
@@ -95,3 +101,25 @@ def store_quantized(sha256: str, mode: str, state_dict: dict[str, torch.Tensor])
     if path.parent.is_dir():
         with atomic.atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in state_dict.items()}, tmp)
+
+
+def map_weights(path: Path) -> dict[str, np.ndarray]:
+    """A float32 safetensors file (the cache's `model.safetensors`) as read-only NumPy arrays over one memory
+    map of the file: its pages are the OS cache's, nothing is copied, and no torch is imported.
+
+    The header is 8 bytes of little-endian length, then JSON: {name: {dtype, shape, data_offsets}}, the
+    offsets counted from the end of the header."""
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] != "F32":
+            raise ValueError(f"{path}: {name} is {info['dtype']}, not F32")
+        begin, end = info["data_offsets"]
+        array = np.frombuffer(data, dtype=np.float32, count=(end - begin) // 4, offset=8 + header_len + begin)
+        tensors[name] = array.reshape(info["shape"])
+    return tensors

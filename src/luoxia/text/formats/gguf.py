@@ -17,7 +17,7 @@ import torch
 from luoxia.core.errors import CorruptFileError, ModelNotFoundError, UnsupportedModelError
 from luoxia.core.filehash import cached_sha256
 from luoxia.text.formats.bundle import ModelBundle
-from luoxia.text.model import TransformerConfig
+from luoxia.text.model_config import TransformerConfig
 from luoxia.text.tokenizer import Tokenizer, bytes_to_unicode
 
 SUPPORTED_ARCHS = ("llama", "qwen2", "gpt2")

@@ -12,14 +12,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from luoxia.core.errors import CorruptFileError, ModelNotFoundError, UnsupportedModelError
 from luoxia.core.filehash import cached_sha256
 from luoxia.text.formats.bundle import ModelBundle
-from luoxia.text.model import TransformerConfig
+from luoxia.text.model_config import TransformerConfig
 from luoxia.text.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # torch loads only to convert weights: reading a tokenizer needs none
+    import torch
 
 SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "gpt2")
 
@@ -99,6 +101,8 @@ def read_raw_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 def convert_state_dict(raw: dict[str, torch.Tensor], config: TransformerConfig) -> dict[str, torch.Tensor]:
     """HF parameter names and layouts → ours (float32)."""
+    import torch
+
     raw = {k.removeprefix("model.").removeprefix("transformer."): v.float() for k, v in raw.items()}
 
     def get(name: str) -> torch.Tensor:
