@@ -253,7 +253,7 @@ def test_head_start_gives_the_same_answer_sooner(luoxia, tiny_gqa3_dir, tmp_path
     assert "head start" not in first.err
     started, plain = luoxia(*flags), luoxia(*flags, "--no-head-start")
     assert started.code == plain.code == 0, started.err + plain.err
-    assert "head start: 8 from NumPy" in started.err and "head start" not in plain.err
+    assert "head start: 8 from NumPy, then " in started.err and "head start" not in plain.err
     assert started.out == plain.out == first.out and started.out.strip()
 
 

@@ -45,6 +45,8 @@ def test_the_same_answer_as_the_model_alone(tiny_gguf, params):
     assert got.token_ids == expected.token_ids
     assert got.text == expected.text and got.finish_reason == expected.finish_reason
     assert got.provenance.stats["head_start_tokens"] == min(head_start.TOKENS, len(expected.token_ids))
+    after = got.provenance.stats.get("tokens_per_s_after_head_start")
+    assert (after is not None and after > 0) == (len(expected.token_ids) > head_start.TOKENS)
 
 
 def test_a_stop_string_in_the_numpy_part_ends_the_row(tiny_gguf):

@@ -460,10 +460,15 @@ def stats_line(result: GenerationResult) -> str:
              f"first token {s['time_to_first_token_s']:.2f} s", f"{rate:.1f} tok/s" if rate else "- tok/s",
              f"finish: {s['finish_reason']}",
              *([_speculation_note(s["speculation"])] if s.get("speculation") else []),
-             *([f"head start: {s['head_start_tokens']} from NumPy"] if s.get("head_start_tokens") else []),
+             *([_head_start_note(s)] if s.get("head_start_tokens") else []),
              " ".join([s["device"], s["dtype"], *([s["quant"]] if s.get("quant", "none") != "none" else []),
                        *(["compiled"] if s.get("compiled") else [])])]
     return "[" + " · ".join(parts) + "]"
+
+
+def _head_start_note(stats: dict) -> str:
+    after = stats.get("tokens_per_s_after_head_start")
+    return f"head start: {stats['head_start_tokens']} from NumPy" + (f", then {after:.1f} tok/s" if after else "")
 
 
 def _speculation_note(speculation: dict) -> str:

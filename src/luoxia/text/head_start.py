@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from luoxia.text.tokenizer import Tokenizer
 
 # NumPy makes this many tokens (fewer if the row ends), whether torch is ready sooner or later: a fixed count
-# keeps the output of a request the same from run to run. On the 2-core benchmark machine torch loads
-# in about the time NumPy takes for 8 (one core each; the first token on both).
+# keeps the output of a request the same from run to run. On the 2-core benchmark machine torch is ready
+# after about as long as NumPy takes for 8 beside it.
 TOKENS = 8
 
 
@@ -99,8 +99,8 @@ class HeadStart:
         return None if row.refusal is not None else RowStream(None, row, None, 1, tokenizer=self.tokenizer)
 
     def stream(self, row: RowStream, load: Callable[[], TextModel]) -> TextStream:
-        """Stream the row: NumPy tokens until `load` (run on a thread once the first token is out) returns the
-        model, then the model's. `result` is set at the end (it stays None if closed before the model loaded)."""
+        """Stream the row: its first TOKENS tokens from NumPy while `load` runs on a thread (from the first token
+        on), then the loaded model's. `result` is set at the end (None if closed before the model took over)."""
         stream = TextStream(iter(()))
         stream._pieces = self._pieces(stream, row, load)
         return stream

@@ -209,7 +209,7 @@ class TextModel:
         decode from its prompt and those tokens, through the same RowStream (its text, its stop strings)."""
         if row.row.config.sampling or row.row.config.num_beams > 1:
             raise InvalidParameterError("only a greedy row can be resumed; sample or search from the start")
-        row.owner = self
+        row.owner, row.resumed_at = self, time.perf_counter()
         stream = TextStream(iter(()))
         stream._pieces = self._stream_pieces(stream, row, None)
         return stream
@@ -352,7 +352,7 @@ class TextModel:
     def _result(self, prompt: str, ids: list[int], new_ids: list[int], text: str, reason: str,
                 config: GenerationConfig, t0: float, t_first: float | None, batch_size: int = 1,
                 safety: dict | None = None, speculation: SpeculationStats | None = None,
-                head_start: int = 0) -> GenerationResult:
+                head_start: int = 0, resumed_at: float | None = None) -> GenerationResult:
         t_end = time.perf_counter()
         text, safety = self.safety.screen_output(text, safety or {})
         if t_first is None:  # nothing streamed (beam search): report the overall rate
@@ -370,8 +370,10 @@ class TextModel:
         }
         if speculation is not None:
             stats["speculation"] = speculation.to_dict()
-        if head_start:
-            stats["head_start_tokens"] = head_start  # the first tokens came from text.head_start's NumPy model
+        if head_start:  # the first tokens came from text.head_start's NumPy model; then this model's speed
+            stats["head_start_tokens"] = head_start
+            if resumed_at is not None and len(new_ids) > head_start:
+                stats["tokens_per_s_after_head_start"] = round((len(new_ids) - head_start) / (t_end - resumed_at), 2)
         provenance = Provenance(model=self.name, model_source=self.source, model_sha256=self.sha256,
                                 params=config.to_dict(), seed=config.seed, prompt=prompt, stats=stats, safety=safety)
         return GenerationResult(text=text, token_ids=new_ids, finish_reason=reason, provenance=provenance)

@@ -40,6 +40,7 @@ class RowStream:
         self.t0, self.t_first = time.perf_counter(), None
         self.speculation: SpeculationStats | None = None  # set when the row decodes speculatively
         self.head_start = 0  # how many of its tokens came from `text.head_start`'s NumPy model
+        self.resumed_at: float | None = None  # when its model took it over (`TextModel.resume`)
 
     def feed(self, token: int) -> list[str | GenerationResult]:
         events: list[str | GenerationResult] = self.take(token)
@@ -79,7 +80,7 @@ class RowStream:
         return self.owner._result(row.prompt, row.ids, self.new_ids, self.text, self.reason,
                                   dataclasses.replace(row.config, seed=self.seed), self.t0, self.t_first,
                                   batch_size=self.batch_size, safety=row.safety, speculation=self.speculation,
-                                  head_start=self.head_start)
+                                  head_start=self.head_start, resumed_at=self.resumed_at)
 
 
 class TextStream:
