@@ -95,3 +95,15 @@ def test_resume_takes_greedy_rows_only(tiny_gguf):
     row.row.config = GenerationConfig(do_sample=True)
     with pytest.raises(ValueError, match="only a greedy row"):
         model.resume(row)
+
+
+def test_a_damaged_cache_means_no_head_start(tiny_gguf, tmp_path, monkeypatch):
+    """Weights cut short after the header: the command then loads first (and the loader rebuilds the entry)."""
+    import struct
+
+    monkeypatch.setenv("LUOXIA_HOME", str(tmp_path / "home"))
+    TextModel.load(str(tiny_gguf))
+    weights = next((tmp_path / "home" / "weights").iterdir()) / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:8 + struct.unpack("<Q", data[:8])[0] + 16])
+    assert HeadStart.open(str(tiny_gguf)) is None

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from luoxia.core import registry
@@ -39,6 +38,8 @@ from luoxia.text.numpy_model import NumpyTransformer
 from luoxia.text.row_stream import RowStream, TextStream
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from luoxia.text.pipeline import TextModel
     from luoxia.text.tokenizer import Tokenizer
 
@@ -57,9 +58,9 @@ def eligible(config: GenerationConfig) -> bool:
 
 
 class HeadStart:
-    """A cached model's NumPy side: its tokenizer, its config and where its float32 weights are."""
+    """A cached model's NumPy side: its tokenizer, its config and its float32 weights (memory-mapped)."""
 
-    def __init__(self, name: str, config: TransformerConfig, tokenizer: Tokenizer, weights: Path):
+    def __init__(self, name: str, config: TransformerConfig, tokenizer: Tokenizer, weights: dict[str, np.ndarray]):
         self.name, self.config, self.tokenizer, self.weights = name, config, tokenizer, weights
 
     @classmethod
@@ -73,11 +74,11 @@ class HeadStart:
                 return None
             directory = cache.cache_dir_for(cached_sha256(path))
             meta = json.loads((directory / "config.json").read_text())
-            weights = directory / "model.safetensors"
-            if meta.get("luoxia_cache_version") != cache.CACHE_VERSION or not weights.is_file():
+            if meta.get("luoxia_cache_version") != cache.CACHE_VERSION:
                 return None
             config = TransformerConfig.from_dict(meta["model"])
             tokenizer = read_tokenizer(directory)
+            weights = cache.map_weights(directory / "model.safetensors")
         except (LuoxiaError, OSError, ValueError, KeyError, TypeError):
             return None
         name = name_or_path if name_or_path in registry.EMBEDDED else meta.get("name", "")
@@ -91,12 +92,12 @@ class HeadStart:
               **params) -> RowStream | None:
         """The prepared row, as `TextModel.stream` would prepare it; None when the head start does not apply
         (sampling and the like, see `eligible`) or the content filter refused the prompt."""
-        if not eligible(GenerationConfig(**params).validate()):
-            return None
         rendered = prompting.chat_prompt(self.tokenizer, prompt, system) if chat else prompt
         row = prompting.prepare(self.tokenizer, safety or SafetyConfig(), self.config.max_seq_len, rendered, chat,
                                 truncate, params)
-        return None if row.refusal is not None else RowStream(None, row, None, 1, tokenizer=self.tokenizer)
+        if row.refusal is not None or not eligible(row.config):
+            return None
+        return RowStream(None, row, None, 1, tokenizer=self.tokenizer)
 
     def stream(self, row: RowStream, load: Callable[[], TextModel]) -> TextStream:
         """Stream the row: its first TOKENS tokens from NumPy while `load` runs on a thread (from the first token
@@ -108,7 +109,7 @@ class HeadStart:
     def _pieces(self, stream: TextStream, row: RowStream, load: Callable[[], TextModel]) -> Iterator[str]:
         from threadpoolctl import threadpool_limits
 
-        model = NumpyTransformer(self.config, cache.map_weights(self.weights), len(row.row.ids) + TOKENS)
+        model = NumpyTransformer(self.config, self.weights, len(row.row.ids) + TOKENS)
         loader, blas = Loader(load), None
         logits = model.forward(row.row.ids)  # on every core: nothing else runs yet
         try:
