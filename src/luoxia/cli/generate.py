@@ -67,8 +67,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     _add_model_flags(p)
     p.add_argument("--no-head-start", dest="head_start", action="store_false",
                    help="load the model before the first token. By default a greedy run of a cached GGUF model shows "
-                        "its first 8 tokens from a NumPy float32 copy while torch loads (text.head_start); where "
-                        "float32 and the quantized model pick differently, its answer differs from this one")
+                        "its first 8 tokens from a NumPy float32 copy while torch loads (text.head_start), so "
+                        "the two answers differ where float32 and the quantized model pick different tokens")
     _add_decoding_flags(p)
     _add_safety_flags(p)
     out = p.add_argument_group("output")
