@@ -107,3 +107,19 @@ def test_a_damaged_cache_means_no_head_start(tiny_gguf, tmp_path, monkeypatch):
     data = weights.read_bytes()
     weights.write_bytes(data[:8 + struct.unpack("<Q", data[:8])[0] + 16])
     assert HeadStart.open(str(tiny_gguf)) is None
+
+
+def test_refused_and_too_long_prompts_are_left_to_the_normal_path(tiny_gguf):
+    """A refusal makes no head start (the model path answers it); a prompt past the context window fails
+    with the model path's own error, before anything loads."""
+    from luoxia.core.errors import PromptTooLongError
+    from luoxia.safety.filter import ContentFilter
+    from luoxia.safety.policy import SafetyConfig
+
+    head = HeadStart.open(str(tiny_gguf))
+    blocking = SafetyConfig(content_filter=ContentFilter({"test": ["quick"]}))
+    assert head.begin("the quick brown fox", chat=False, system=None, truncate=False, safety=blocking) is None
+    long = " ".join(["fox"] * (head.config.max_seq_len + 5))
+    with pytest.raises(PromptTooLongError, match="context window"):
+        head.begin(long, chat=False, system=None, truncate=False, safety=None)
+    assert head.begin(long, chat=False, system=None, truncate=True, safety=None, max_new_tokens=4) is not None
