@@ -115,12 +115,11 @@ class HeadStart:
         try:
             while True:
                 token = int(logits.argmax())
-                row.head_start += 1
                 yield from row.take(token)
-                if row.head_start == 1:  # the first token is out: load torch beside NumPy, a core each
+                if len(row.new_ids) == 1:  # the first token is out: load torch beside NumPy, a core each
                     loader.start()
                     blas = threadpool_limits(limits=1, user_api="blas")
-                if row.reason or row.head_start == TOKENS:
+                if row.reason or len(row.new_ids) == TOKENS:
                     break
                 logits = model.forward([token])
         finally:

@@ -209,7 +209,7 @@ class TextModel:
         decode from its prompt and those tokens, through the same RowStream (its text, its stop strings)."""
         if row.row.config.sampling or row.row.config.num_beams > 1:
             raise InvalidParameterError("only a greedy row can be resumed; sample or search from the start")
-        row.owner, row.resumed_at = self, time.perf_counter()
+        row.owner, row.head_start, row.resumed_at = self, len(row.new_ids), time.perf_counter()
         stream = TextStream(iter(()))
         stream._pieces = self._stream_pieces(stream, row, None)
         return stream

@@ -39,8 +39,8 @@ class RowStream:
         self.text, self.shown, self.reason = "", 0, None
         self.t0, self.t_first = time.perf_counter(), None
         self.speculation: SpeculationStats | None = None  # set when the row decodes speculatively
-        self.head_start = 0  # how many of its tokens came from `text.head_start`'s NumPy model
-        self.resumed_at: float | None = None  # when its model took it over (`TextModel.resume`)
+        self.head_start = 0  # tokens it had when its model took it over (`TextModel.resume`)...
+        self.resumed_at: float | None = None  # ...and when
 
     def feed(self, token: int) -> list[str | GenerationResult]:
         events: list[str | GenerationResult] = self.take(token)
