@@ -32,7 +32,6 @@ from luoxia.safety.policy import SafetyConfig
 from luoxia.text import prompting
 from luoxia.text.formats import cache
 from luoxia.text.formats.hf import read_tokenizer
-from luoxia.text.generation_config import GenerationConfig
 from luoxia.text.model_config import TransformerConfig
 from luoxia.text.numpy_model import NumpyTransformer
 from luoxia.text.row_stream import RowStream, TextStream
@@ -40,6 +39,7 @@ from luoxia.text.row_stream import RowStream, TextStream
 if TYPE_CHECKING:
     import numpy as np
 
+    from luoxia.text.generation_config import GenerationConfig
     from luoxia.text.pipeline import TextModel
     from luoxia.text.tokenizer import Tokenizer
 

@@ -23,8 +23,9 @@ from luoxia.text.model_config import TransformerConfig
 
 def rope_cos_sin(positions: np.ndarray, head_dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin (T, D) of the rotary angles, "rotate half" layout, computed as `text.model` does."""
-    inv_freq = (1.0 / (np.float32(base) ** (np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim))))
-    angles = positions.astype(np.float32)[:, None] * inv_freq.astype(np.float32)
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    inv_freq = np.float32(1.0) / np.float32(base) ** exponents
+    angles = positions.astype(np.float32)[:, None] * inv_freq
     angles = np.concatenate((angles, angles), axis=-1)
     return np.cos(angles), np.sin(angles)
 

@@ -372,7 +372,7 @@ class TextModel:
             stats["speculation"] = speculation.to_dict()
         if head_start:  # the first tokens came from text.head_start's NumPy model; then this model's speed
             stats["head_start_tokens"] = head_start
-            if resumed_at is not None and len(new_ids) > head_start:
+            if len(new_ids) > head_start:  # resume() set both
                 stats["tokens_per_s_after_head_start"] = round((len(new_ids) - head_start) / (t_end - resumed_at), 2)
         provenance = Provenance(model=self.name, model_source=self.source, model_sha256=self.sha256,
                                 params=config.to_dict(), seed=config.seed, prompt=prompt, stats=stats, safety=safety)
