@@ -18,7 +18,8 @@ the same number of torch threads. Measured per engine:
     luoxia generate the default row only: the command as a user runs it, warm cache, 32 tokens: spawn
                     to the first and to the last byte of generated text, with its NumPy head start
                     (the default) and with --no-head-start, beside a bare `import torch` (the
-                    target is judged on the default)
+                    target is judged on the default); and `luoxia chat` at a pseudo-terminal: spawn
+                    to its prompt line
     load s          the load call alone in those processes (model and tokenizer)
     peak RSS MB     the child process's own ru_maxrss at its first token
 
@@ -298,6 +299,36 @@ def cli_first_output(args: argparse.Namespace, home: Path) -> dict:
     return out
 
 
+def chat_prompt_line(args: argparse.Namespace, home: Path) -> dict:
+    """`luoxia chat` at a terminal (a pseudo-terminal), warm cache: seconds from spawning it to its prompt
+    line ("> "), median of --repeats; it then gets /exit."""
+    import pty
+    import select
+
+    exe = Path(sys.executable).with_name("luoxia")
+    env = {**os.environ, "LUOXIA_HOME": str(home)}
+    waits = []
+    for _ in range(args.repeats):
+        leader, follower = pty.openpty()
+        t0 = time.time()
+        proc = subprocess.Popen([str(exe), "chat"], stdin=follower, stdout=follower, stderr=subprocess.DEVNULL,
+                                env=env)
+        os.close(follower)
+        shown = b""
+        while b"> " not in shown and time.time() - t0 < 120:
+            if select.select([leader], [], [], 0.01)[0]:
+                shown += os.read(leader, 4096)
+        waits.append(time.time() - t0)
+        os.write(leader, b"/exit\n")
+        code = proc.wait(timeout=60)
+        os.close(leader)
+        if code != 0 or b"> " not in shown:
+            sys.exit(f"luoxia chat failed (exit {code})")
+    out = {"chat_prompt_line_s": statistics.median(waits)}
+    print(f"  luoxia chat: prompt line after {out['chat_prompt_line_s']:.2f} s", flush=True)
+    return out
+
+
 # --- the benchmark ------------------------------------------------------------------------------
 
 def machine_info(threads: int) -> dict:
@@ -437,6 +468,7 @@ def bench(args: argparse.Namespace) -> dict:
         rows["transformers float32"].update(cold_and_warm(HF, args, ids, str(path), work, None))
         if f"luoxia {DEFAULT_VARIANT}" in rows and Path(sys.executable).with_name("luoxia").exists():
             rows[f"luoxia {DEFAULT_VARIANT}"].update(cli_first_output(args, warm_home))
+            rows[f"luoxia {DEFAULT_VARIANT}"].update(chat_prompt_line(args, warm_home))
 
         llama_python = args.llamacpp_python or sys.executable
         llama_note = "not installed (pip install 'luoxia[llamacpp]')"
@@ -537,7 +569,9 @@ def report(result: dict) -> None:
                   f"{r['cli_ttft_warm_s']:.2f} s after the command starts, last {r['cli_last_byte_s']:.2f} s (NumPy "
                   f"head start); with --no-head-start {r['cli_ttft_warm_s_no_head_start']:.2f} and "
                   f"{r['cli_last_byte_s_no_head_start']:.2f} s; a bare `python -c 'import torch'` takes "
-                  f"{r['import_torch_s']:.2f} s")
+                  f"{r['import_torch_s']:.2f} s" + (f"; `luoxia chat` shows its prompt line after "
+                                                      f"{r['chat_prompt_line_s']:.2f} s" if "chat_prompt_line_s" in r
+                                                      else ""))
     print()
     for name, r in ratios.items():
         vs_llama = f", decode {r['decode_vs_llamacpp']:.2f}x llama.cpp" if "decode_vs_llamacpp" in r else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
 
 import pytest
 
@@ -89,6 +90,50 @@ def test_ctrl_c_at_the_prompt_quits(luoxia, tiny_chat_model, monkeypatch):
     monkeypatch.setattr(sys, "stdin", Interrupting())
     run = luoxia("chat", "--model", tiny_chat_model)
     assert run.code == 0
+    assert "Traceback" not in run.err
+
+
+class Terminal(io.StringIO):
+    """Standard input typed at a terminal: `luoxia chat` shows its prompt line and loads the model behind it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_at_a_terminal_the_prompt_line_shows_while_the_model_loads(luoxia, tiny_chat_model, monkeypatch):
+    real_load, go_on, events = TextModel.load, threading.Event(), []
+
+    def slow_load(*args, **kwargs):
+        events.append("load started")
+        go_on.wait(10)  # as long as importing torch and reading the weights take
+        model = real_load(*args, **kwargs)
+        events.append("loaded")
+        return model
+
+    class Typing(Terminal):
+        def readline(self, *args):
+            events.append("prompt line")
+            if len(events) == 2:  # the first message is sent; loading takes another moment
+                threading.Timer(0.5, go_on.set).start()
+            return super().readline(*args)
+
+    monkeypatch.setattr(TextModel, "load", slow_load)
+    monkeypatch.setattr(sys, "stdin", Typing("hello world\n"))
+    run = luoxia("chat", "--model", tiny_chat_model, "--max-new-tokens", "3", "--ignore-eos")
+    assert run.code == 0, run.err
+    assert events == ["load started", "prompt line", "loaded", "prompt line"]
+    assert run.err_lines[0].startswith(f"chatting with {tiny_chat_model}")
+    assert "(loading the model ...)" in run.err_lines
+    assert run.out.startswith("> ") and len(run.out.splitlines()[0]) > len("> ")  # the answer follows the prompt
+
+
+def test_at_a_terminal_a_load_error_ends_the_chat_with_one_error_line(luoxia, tiny_raw_model, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", Terminal("/help\nhi\n"))
+    run = luoxia("chat", "--model", tiny_raw_model)
+    assert run.code == 2, run
+    errors = [line for line in run.err_lines if line.startswith("luoxia: error:")]
+    assert len(errors) == 1 and "no chat template" in errors[0]
+    assert "/reset" in run.err  # commands work while the model loads
     assert "Traceback" not in run.err
 
 

@@ -27,6 +27,7 @@ from luoxia.core.errors import InputEncodingError, InvalidParameterError, Luoxia
 from luoxia.core.registry import DEFAULT_TEXT_MODEL
 
 if TYPE_CHECKING:
+    from luoxia.core.background import Loader
     from luoxia.text.chat import Message
     from luoxia.text.pipeline import GenerationResult, TextModel
 
@@ -313,18 +314,33 @@ CHAT_HELP = """commands:
 
 
 def chat(*, model: ModelChoice, params: dict, system: str | None, truncate: bool, safety=None) -> int:
-    """Talk with the model: read lines from stdin, stream each answer, keep the history."""
+    """Talk with the model: read lines from stdin, stream each answer, keep the history.
+
+    At a terminal the prompt line shows at once and the model loads behind it (torch and the weights take a
+    second and more) while the first message is typed. With input from a pipe, or with --compile (whose
+    warm-up reports its progress), the model loads first, so a problem is reported before anything else."""
+    from luoxia.core.background import Loader
+    from luoxia.core.openmp import release_thread_pool
+
     _check_params(params)
-    text_model = load_model(model)
-    if safety is not None:
-        text_model.safety = safety
-    use_chat(text_model, True, system)
-    session = ChatSession(text_model, params, system, truncate)
     interactive = sys.stdin.isatty()
+
+    def load() -> TextModel:
+        loaded = load_model(model, safety)
+        use_chat(loaded, True, system)
+        release_thread_pool()  # the answers are computed in the main thread (see core.openmp)
+        return loaded
+
+    loader: Loader[TextModel] = Loader(load)
+    loader.start()
+    if not interactive or model.compile:
+        loader.result()
+    session = ChatSession(loader, params, system, truncate)
     if interactive:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (line editing and history for input())
-    print(f"chatting with {text_model.name}; /help for commands, /exit or Ctrl-D to quit", file=sys.stderr)
+    name = model.name or DEFAULT_TEXT_MODEL
+    print(f"chatting with {name}; /help for commands, /exit or Ctrl-D to quit", file=sys.stderr)
     print(TEXT_NOTICE, file=sys.stderr)
     while True:
         try:
@@ -349,11 +365,19 @@ def chat(*, model: ModelChoice, params: dict, system: str | None, truncate: bool
 
 
 class ChatSession:
-    """A conversation: its messages, its system prompt and the decoding parameters."""
+    """A conversation: its messages, its system prompt and the decoding parameters; the model comes from a
+    `Loader`, which may still be loading it."""
 
-    def __init__(self, model: TextModel, params: dict, system: str | None, truncate: bool):
-        self.model, self.params, self.system, self.truncate = model, params, system, truncate
+    def __init__(self, loader: Loader[TextModel], params: dict, system: str | None, truncate: bool):
+        self.loader, self.params, self.system, self.truncate = loader, params, system, truncate
         self.history: list[Message] = []
+
+    @property
+    def model(self) -> TextModel:
+        """The loaded model, waiting for it if need be (a load error is raised here: the chat ends with it)."""
+        if not self.loader.ready:
+            _note("(loading the model ...)")
+        return self.loader.result()
 
     def command(self, line: str) -> bool:
         """Run a /command; False means quit."""
@@ -374,10 +398,10 @@ class ChatSession:
 
     def ask(self, text: str) -> None:
         """Stream the answer to `text`; Ctrl-C stops it, and the part shown stays in the history."""
-        out = sys.stdout
+        out, model = sys.stdout, self.model
         self.history.append({"role": "user", "content": text})
         try:
-            stream = self.model.stream_chat(self.history, self.system, self.truncate, **self.params)
+            stream = model.stream_chat(self.history, self.system, self.truncate, **self.params)
         except LuoxiaError as e:
             self.history.pop()
             print(error_line(e) + " (/reset clears the conversation)", file=sys.stderr)

@@ -21,11 +21,11 @@ result's stats record how many tokens it made (`head_start_tokens`); `--no-head-
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from luoxia.core import registry
+from luoxia.core.background import Loader
 from luoxia.core.errors import LuoxiaError
 from luoxia.core.filehash import cached_sha256
 from luoxia.safety.policy import SafetyConfig
@@ -131,24 +131,3 @@ class HeadStart:
         finally:
             resumed.close()
             stream.result = resumed.result
-
-
-class Loader(threading.Thread):
-    """Runs `load` on a daemon thread (Ctrl-C need not wait for torch); `result` waits and returns its model,
-    or raises its error."""
-
-    def __init__(self, load: Callable[[], TextModel]):
-        super().__init__(name="luoxia-load", daemon=True)
-        self.load, self.model, self.error = load, None, None
-
-    def run(self) -> None:
-        try:
-            self.model = self.load()
-        except BaseException as e:  # noqa: BLE001  (re-raised in the caller's thread by `result`)
-            self.error = e
-
-    def result(self) -> TextModel:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.model
