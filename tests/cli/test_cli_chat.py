@@ -137,6 +137,11 @@ def test_at_a_terminal_a_load_error_ends_the_chat_with_one_error_line(luoxia, ti
     assert "Traceback" not in run.err
 
 
+def test_at_a_terminal_a_wrong_model_name_fails_before_the_prompt_line(luoxia, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", Terminal("hi\n"))
+    luoxia("chat", "--model", "nope.gguf").assert_user_error("no model 'nope.gguf'", "luoxia models")
+
+
 def test_too_long_a_conversation_is_reported_and_the_chat_goes_on(luoxia, tiny_chat_model, prompts):
     long_line = " ".join(["the quick brown fox jumps over the lazy dog"] * 10)
     run = chat(luoxia, tiny_chat_model, f"{long_line}\nhello world\n")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from luoxia.cli import error_line
+from luoxia.core import registry
 from luoxia.core.artifact import TEXT_NOTICE, sidecar_path
 from luoxia.core.errors import InputEncodingError, InvalidParameterError, LuoxiaError, UserFileError
 from luoxia.core.registry import DEFAULT_TEXT_MODEL
@@ -323,6 +324,8 @@ def chat(*, model: ModelChoice, params: dict, system: str | None, truncate: bool
     from luoxia.core.openmp import release_thread_pool
 
     _check_params(params)
+    name = model.name or DEFAULT_TEXT_MODEL
+    registry.resolve(name)  # a mistyped name or path fails here, before the prompt line
     interactive = sys.stdin.isatty()
 
     def load() -> TextModel:
@@ -339,7 +342,6 @@ def chat(*, model: ModelChoice, params: dict, system: str | None, truncate: bool
     if interactive:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (line editing and history for input())
-    name = model.name or DEFAULT_TEXT_MODEL
     print(f"chatting with {name}; /help for commands, /exit or Ctrl-D to quit", file=sys.stderr)
     print(TEXT_NOTICE, file=sys.stderr)
     while True:
