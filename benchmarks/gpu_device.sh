@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The GPU figures of issue #10 on a lent device machine (an H200 with its own python3, torch and
+# transformers; no network, and at most 64 MiB travel with each call, of which the repository takes 27).
+# The embedded model's GGUF (94 MB) cannot travel in one call, so `prepare` cuts it into parts that
+# travel one call each; files carried earlier stay on the machine while it is warm (30 s between calls).
+#
+#   bash benchmarks/gpu_device.sh prepare       # here: .device/ holds the parts, the gguf wheel, checksums
+#
+# then three device calls, back to back:
+#   carry [".device/base", ".device/part-00"]   command "bash benchmarks/gpu_device.sh parts"
+#   carry [".device/part-01"]                   command "bash benchmarks/gpu_device.sh parts"
+#   carry [".device/part-02"]                   command "bash benchmarks/gpu_device.sh run"   (timeout_s 540)
+#
+# `run` joins and checks the model, runs the CUDA test of the graphed decode step, then
+# benchmarks/text_decode_gpu.py (--repeats 2 by default: REPEATS=3 for the full run), and leaves its log and
+# JSON in $OUT. Locally, `PYTHON=.venv/bin/python GPU_ARGS="--device cpu --variants eager,graphs
+# --new-tokens 16 --skip-batch" bash benchmarks/gpu_device.sh run` tries the same steps on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+PART_BYTES=$((32 * 1024 * 1024))
+
+case "${1:-}" in
+prepare)
+    gguf=$(.venv/bin/python -c "from luoxia.core import registry; print(registry.resolve('smollm2'))")
+    grep -qx '/.device/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo '/.device/' >> .git/info/exclude; }
+    rm -rf .device && mkdir -p .device/base
+    split -b "$PART_BYTES" -d -a 2 "$gguf" .device/part-
+    for part in .device/part-*; do  # each part in a folder of its own: one carry path per call
+        mv "$part" "$part.bin" && mkdir "$part" && mv "$part.bin" "$part/"
+    done
+    (cd .device && sha256sum part-*/part-*.bin > base/parts.sha256 && sha256sum < "$gguf" > base/model.sha256)
+    .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp -d .device/base "gguf==$(.venv/bin/python -c 'import gguf, importlib.metadata as m; print(m.version("gguf"))')"
+    du -sh .device/*
+    ;;
+parts)
+    nvidia-smi -L 2>/dev/null || true
+    ls -l .device/*/ 2>/dev/null || echo "no parts here yet"
+    ;;
+run)
+    out=${OUT:-/tmp/luoxia-gpu}
+    mkdir -p "$out" /tmp/luoxia-gpu
+    (cd .device && sha256sum -c --quiet base/parts.sha256) || { echo "a part is missing or damaged: carry it again"; exit 1; }
+    model=/tmp/luoxia-gpu/SmolLM2-135M-Instruct.Q4_1.gguf
+    cat .device/part-*/part-*.bin > "$model.tmp" && mv "$model.tmp" "$model"
+    [ "$(sha256sum < "$model")" = "$(cat .device/base/model.sha256)" ] || { echo "the joined model differs"; exit 1; }
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/luoxia-gpu/site \
+        .device/base/*.whl
+    export PYTHONPATH=$PWD/src:/tmp/luoxia-gpu/site PYTHONUNBUFFERED=1 LUOXIA_HOME=/tmp/luoxia-gpu/home
+    "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__,
+'cuda', torch.cuda.is_available())"
+    "$PYTHON" -m pytest -q -p no:cacheprovider tests/text/test_cuda_graph.py 2>&1 | tee "$out/test_cuda_graph.log"
+    # shellcheck disable=SC2086  (GPU_ARGS is a list of flags)
+    "$PYTHON" benchmarks/text_decode_gpu.py --model "$model" --repeats "${REPEATS:-2}" ${GPU_ARGS:-} \
+        --output "$out/text_decode_gpu.json" 2>&1 | tee "$out/text_decode_gpu.log"
+    ;;
+*)
+    echo "usage: bash benchmarks/gpu_device.sh prepare|parts|run (see the comments at the top)" >&2
+    exit 2
+    ;;
+esac
