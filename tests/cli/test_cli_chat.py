@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from luoxia.core.artifact import TEXT_NOTICE
+from luoxia.core.background import Loader
 from luoxia.text.pipeline import TextModel
 
 
@@ -125,6 +126,23 @@ def test_at_a_terminal_the_prompt_line_shows_while_the_model_loads(luoxia, tiny_
     assert run.err_lines[0].startswith(f"chatting with {tiny_chat_model}")
     assert "(loading the model ...)" in run.err_lines
     assert run.out.startswith("> ") and len(run.out.splitlines()[0]) > len("> ")  # the answer follows the prompt
+
+
+def test_at_a_terminal_ctrl_c_while_the_model_loads_drops_the_message(luoxia, tiny_chat_model, monkeypatch, prompts):
+    real_result, waits = Loader.result, []
+
+    def interrupted_once(self):
+        waits.append(self)
+        if len(waits) == 1:
+            raise KeyboardInterrupt  # as Ctrl-C does while the chat waits for the model
+        return real_result(self)
+
+    monkeypatch.setattr(Loader, "result", interrupted_once)
+    monkeypatch.setattr(sys, "stdin", Terminal("first message\nsecond message\n"))
+    run = luoxia("chat", "--model", tiny_chat_model, "--max-new-tokens", "3", "--ignore-eos")
+    assert run.code == 0, run.err
+    assert "(message dropped: the model is still loading)" in run.err_lines
+    assert len(prompts) == 1 and "first message" not in prompts[0] and "second message" in prompts[0]
 
 
 def test_at_a_terminal_a_load_error_ends_the_chat_with_one_error_line(luoxia, tiny_raw_model, monkeypatch):

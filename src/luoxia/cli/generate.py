@@ -399,8 +399,14 @@ class ChatSession:
         return True
 
     def ask(self, text: str) -> None:
-        """Stream the answer to `text`; Ctrl-C stops it, and the part shown stays in the history."""
-        out, model = sys.stdout, self.model
+        """Stream the answer to `text`; Ctrl-C stops it, and the part shown stays in the history. Ctrl-C while
+        the model is still loading drops the message and goes back to the prompt line (loading goes on)."""
+        out = sys.stdout
+        try:
+            model = self.model
+        except KeyboardInterrupt:
+            _note("\n(message dropped: the model is still loading)")
+            return
         self.history.append({"role": "user", "content": text})
         try:
             stream = model.stream_chat(self.history, self.system, self.truncate, **self.params)
