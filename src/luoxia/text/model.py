@@ -49,7 +49,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in float32 as HF Llama does, then scale in the input's dtype.
-        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * normed.to(x.dtype)
 
 
@@ -77,12 +78,11 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         B, T, _ = x.shape
         H, K, D = self.n_heads, self.n_kv_heads, self.head_dim
-        q, k, v = self.wqkv(x).split((H * D, K * D, K * D), dim=-1)
-        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, K, D).transpose(1, 2)  # (B, K, T, D)
-        v = v.view(B, T, K, D).transpose(1, 2)
+        qkv = self.wqkv(x).view(B, T, H + 2 * K, D).transpose(1, 2)  # (B, heads, T, D): H of q, K of k, K of v
+        qk, v = qkv[:, :H + K], qkv[:, H + K:]
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            qk = apply_rope(qk, *rope)  # queries and keys in one pass: fewer small ops per step
+        q, k = qk.split((H, K), dim=1)  # (B, H, T, D), (B, K, T, D)
         if cache is not None:
             k, v = cache.update(start, k, v)  # (B, K, S, D)
         # Causal without an explicit mask only when queries and keys start together.
