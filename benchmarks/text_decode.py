@@ -315,15 +315,16 @@ def chat_prompt_line(args: argparse.Namespace, home: Path) -> dict:
                                 env=env)
         os.close(follower)
         shown = b""
-        while b"> " not in shown and time.time() - t0 < 120:
+        while b"> " not in shown and time.time() - t0 < 120 and proc.poll() is None:
             if select.select([leader], [], [], 0.01)[0]:
                 shown += os.read(leader, 4096)
         waits.append(time.time() - t0)
-        os.write(leader, b"/exit\n")
+        if b"> " in shown:
+            os.write(leader, b"/exit\n")
         code = proc.wait(timeout=60)
         os.close(leader)
         if code != 0 or b"> " not in shown:
-            sys.exit(f"luoxia chat failed (exit {code})")
+            sys.exit(f"luoxia chat failed (exit {code}) before its prompt line")
     out = {"chat_prompt_line_s": statistics.median(waits)}
     print(f"  luoxia chat: prompt line after {out['chat_prompt_line_s']:.2f} s", flush=True)
     return out
