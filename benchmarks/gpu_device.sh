@@ -31,7 +31,7 @@ prepare)
     done
     (cd .device && sha256sum part-*/part-*.bin > base/parts.sha256 && sha256sum < "$gguf" > base/model.sha256)
     .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-        --implementation cp -d .device/base "gguf==$(.venv/bin/python -c 'import gguf, importlib.metadata as m; print(m.version("gguf"))')"
+        --implementation cp -d .device/base "gguf==$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("gguf"))')"
     du -sh .device/*
     ;;
 parts)

@@ -321,7 +321,6 @@ def chat(*, model: ModelChoice, params: dict, system: str | None, truncate: bool
     second and more) while the first message is typed. With input from a pipe, or with --compile (whose
     warm-up reports its progress), the model loads first, so a problem is reported before anything else."""
     from luoxia.core.background import Loader
-    from luoxia.core.openmp import release_thread_pool
 
     _check_params(params)
     name = model.name or DEFAULT_TEXT_MODEL
@@ -331,7 +330,6 @@ def chat(*, model: ModelChoice, params: dict, system: str | None, truncate: bool
     def load() -> TextModel:
         loaded = load_model(model, safety)
         use_chat(loaded, True, system)
-        release_thread_pool()  # the answers are computed in the main thread (see core.openmp)
         return loaded
 
     loader: Loader[TextModel] = Loader(load)

@@ -8,12 +8,15 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from luoxia.core.openmp import release_thread_pool
+
 T = TypeVar("T")
 
 
 class Loader(threading.Thread, Generic[T]):
     """Runs `load` on a daemon thread (Ctrl-C need not wait for torch); `result` waits and returns what it
-    returned, or raises its error in the caller's thread."""
+    returned, or raises its error in the caller's thread. What it loads is used in the caller's thread, so
+    the loading thread frees its OpenMP team when done (`core.openmp`: an idle team halves small kernels)."""
 
     def __init__(self, load: Callable[[], T]):
         super().__init__(name="luoxia-load", daemon=True)
@@ -26,6 +29,8 @@ class Loader(threading.Thread, Generic[T]):
             self.value = self.load()
         except BaseException as e:  # noqa: BLE001  (re-raised in the caller's thread by `result`)
             self.error = e
+        finally:
+            release_thread_pool()
 
     @property
     def ready(self) -> bool:
