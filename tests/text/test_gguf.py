@@ -95,6 +95,14 @@ def test_quantized_model_is_cached_and_reused(tmp_path, llama256_dir, monkeypatc
     with torch.no_grad():
         assert torch.equal(again.model(tokens), cold.model(tokens))
     assert cache.load_quantized(cold.sha256, mode) is not None
+    # A file of another layout (here a buffer short) is quantized again and rewritten, not a crash.
+    stale = cache.load_quantized(cold.sha256, mode)
+    stale.pop("output.scales")
+    cache.store_quantized(cold.sha256, mode, stale)
+    again = TextModel.load(str(path), quant=mode)
+    with torch.no_grad():
+        assert torch.equal(again.model(tokens), cold.model(tokens))
+    assert "output.scales" in cache.load_quantized(cold.sha256, mode)
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

@@ -95,11 +95,16 @@ def test_quantize_picks_layers(tiny_llama_dir):
 
     model = TextModel.load(str(tiny_llama_dir), quant="none").model
     quantize(model, "int4")
-    assert isinstance(model.output, Int8Linear) and model.output.weight.dtype == torch.int8
+    # int4: the output projection is w8a8 (faster than weight-only int8 there), unsmoothed
+    assert isinstance(model.output, DynamicInt8Linear) and model.output.weight.dtype == torch.int8
+    assert torch.equal(model.output.input_scale, torch.ones_like(model.output.input_scale))
     assert isinstance(model.layers[0].attention.wqkv, Int4Linear)  # in_features 64: groups of 32 fit
     assert model.tok_embeddings.weight.dtype == torch.bfloat16
     logits = model(torch.arange(10)[None])
-    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    model = TextModel.load(str(tiny_llama_dir), quant="none").model
+    quantize(model, "int8")
+    assert isinstance(model.output, Int8Linear) and isinstance(model.layers[0].attention.wqkv, Int8Linear)
 
 
 def test_choose_quant_keeps_the_source_precision():

@@ -78,12 +78,16 @@ def load_model(name_or_path: str, device: torch.device, dtype: str | None, quant
     if mode != "none" and dtype not in (None, "auto", computes):
         raise InvalidParameterError(f"--quant {mode} computes in {computes}; drop --dtype {dtype} or use --quant none")
     packed = cache.load_quantized(bundle.sha256, mode) if use_cache and mode != "none" else None
+    model = None
     if packed is not None:
         with torch.device("meta"):
             model = quantize(Transformer(bundle.config), mode, empty=True)
-        model.load_state_dict(packed, assign=True, strict=True)
-        model.eval()
-    else:
+        try:
+            model.load_state_dict(packed, assign=True, strict=True)
+            model.eval()
+        except RuntimeError:  # names or shapes of another layout: quantize again and replace the file
+            model = None
+    if model is None:
         if not bundle.state_dict:  # the float weights were cached, the quantized ones not yet
             bundle, info = load_bundle(name_or_path, use_cache=use_cache)
         model = build_model(bundle, device, pick_dtype(dtype, device) if mode == "none" else torch.float32)

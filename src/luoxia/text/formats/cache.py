@@ -76,7 +76,9 @@ def store(bundle: ModelBundle) -> Path:
 def quantized_path(sha256: str, mode: str) -> Path:
     import torch
 
-    return cache_dir_for(sha256) / f"model.{mode}.torch-{torch.__version__}.safetensors"
+    from luoxia.text.quant import LAYOUT_VERSION
+
+    return cache_dir_for(sha256) / f"model.{mode}.v{LAYOUT_VERSION}.torch-{torch.__version__}.safetensors"
 
 
 def load_quantized(sha256: str, mode: str) -> dict[str, torch.Tensor] | None:
