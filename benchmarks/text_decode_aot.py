@@ -1,26 +1,23 @@
 """The one-token decode step compiled ahead of time (AOTInductor) against the eager model, one run, CPU.
 
-A probe for issue #10, not yet a luoxia feature: `torch.export` traces the step of the embedded
-SmolLM2-135M-Instruct (quantized as `--quant`), `torch._inductor.aoti_compile_and_package` turns it
-into a `.pt2` package (a shared library plus the packed weights), and `aoti_load_package` loads it
-into a fresh process without tracing or compiling. Unlike `--compile` (`torch.compile`), no Dynamo
-guards run per token and nothing compiles at load, so the question is what such a package, built
-once per model, quantization, torch version and machine, gives at decode time and at load time.
-
-The step has fixed-shape semantics like the CUDA graph's (`text.cuda_graph`): the write position is a
-tensor, keys and values are written with `index_copy_`, and attention reads the whole preallocated
-cache (prompt + new tokens) with a boolean mask over the written columns. Batch size and cache length
-are dynamic. Rows: batch 1 (the 32-token prompt of text_decode.py, greedy, --new-tokens) and batch 16
-(16 rotations of the prompt, 64 new tokens), each the median of --repeats, the package and the eager
-model in turn; and whether their greedy tokens agree.
+What `--aot` (`src/luoxia/text/aot_step.py`) runs: `torch.export` traces the one-token step of the
+embedded SmolLM2-135M-Instruct (quantized as `--quant`), AOTInductor compiles it into a `.pt2` package
+(a shared library plus the packed weights), and a fresh process loads it without tracing or compiling.
+Unlike `--compile` (`torch.compile`), no Dynamo guards run per token and nothing compiles at load.
+The step attends over the whole preallocated cache with a mask (see the module). Rows: batch 1 (the
+32-token prompt of text_decode.py, greedy, --new-tokens) and batch 16 (16 rotations of the prompt, 64
+new tokens), each the median of --repeats, the package and the eager model in turn; then how far the
+package's logits are from the same step run eagerly, and whether their greedy tokens agree.
 
     .venv/bin/python benchmarks/text_decode_aot.py                 # int4: about 1 minute to build, then 1 to time
     .venv/bin/python benchmarks/text_decode_aot.py --quant w8a8 --package /tmp/w8a8.pt2   # keep the package
+    .venv/bin/python benchmarks/text_decode_aot.py --perplexity    # and the held-out perplexity, token by token
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -28,84 +25,57 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from luoxia.text.kv_cache import KVCache  # noqa: E402
+from luoxia.text.aot_step import AotDecodeStep, FlatStep, Package, build_package  # noqa: E402
 from luoxia.text.model import Transformer  # noqa: E402
 from luoxia.text.pipeline import TextModel  # noqa: E402
-from text_decode import PROMPT_TEXT, PROMPT_TOKENS  # noqa: E402
+from text_decode import HELD_OUT, PROMPT_TEXT, PROMPT_TOKENS  # noqa: E402
 
 BATCH = 16
-
-
-class FlatStep(nn.Module):
-    """The model's one-token forward with the caches as flat tensors (k0, v0, k1, v1, ...), as export needs."""
-
-    def __init__(self, model: Transformer):
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens, positions, start, mask, *kv):
-        caches = []
-        for k, v in zip(kv[0::2], kv[1::2]):
-            cache = KVCache.__new__(KVCache)
-            cache.k, cache.v = k, v
-            caches.append(cache)
-        return self.model(tokens, caches, start, positions, mask)
-
-
-def build_package(model: Transformer, path: Path) -> float:
-    """Export the step with dynamic batch and cache length, compile it into `path`; seconds taken."""
-    c = model.config
-    batch, length = 2, 64
-    dtype = model.tok_embeddings.weight.dtype
-    kv = [torch.zeros(batch, c.n_kv_heads, length, c.head_dim, dtype=dtype) for _ in range(2 * c.n_layers)]
-    example = (torch.zeros(batch, 1, dtype=torch.long), torch.zeros(batch, 1, dtype=torch.long), torch.tensor([3]),
-               torch.ones(batch, 1, 1, length, dtype=torch.bool), *kv)
-    b, s = torch.export.Dim("batch", min=1, max=256), torch.export.Dim("cache", min=2, max=c.max_seq_len)
-    shapes = ({0: b}, {0: b}, None, {0: b, 3: s}, tuple({0: b, 2: s} for _ in kv))
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        program = torch.export.export(FlatStep(model), example, dynamic_shapes=shapes)
-    torch._inductor.aoti_compile_and_package(program, package_path=str(path))
-    return time.perf_counter() - t0
 
 
 def decode(model: Transformer, step, prompts: list[list[int]], new_tokens: int) -> tuple[float, list[int]]:
     """Greedy decoding of equally long prompts with `step` (None: the eager model); (tok/s, row 0's tokens)."""
     rows, length = len(prompts), len(prompts[0]) + new_tokens
     caches = model.new_caches(rows, length)
-    columns = torch.arange(length)
+    forward = model if step is None else step
     with torch.inference_mode():
         token = model(torch.tensor(prompts), caches, 0)[:, -1].argmax(-1, keepdim=True)
-        kv = [t for cache in caches for t in (cache.k, cache.v)]
         out = [int(token[0])]
         t0 = time.perf_counter()
         for start in range(len(prompts[0]), length - 1):
-            if step is None:
-                logits = model(token, caches, start)
-            else:
-                mask = (columns <= start).expand(rows, 1, 1, length)
-                logits = step(token, torch.full((rows, 1), start), torch.tensor([start]), mask, *kv)
-            token = logits[:, -1].argmax(-1, keepdim=True)
+            token = forward(token, caches, start)[:, -1].argmax(-1, keepdim=True)
             out.append(int(token[0]))
         return rows * (new_tokens - 1) / (time.perf_counter() - t0), out
 
 
-def logits_gap(model: Transformer, step, ids: list[int]) -> float:
-    """Largest |difference| of the package's logits from the same step run eagerly, over one step on the
-    prompt's cache, relative to the logits' range."""
-    length = len(ids) + 1
-    caches = model.new_caches(1, length)
+def logits_gap(model: Transformer, step: AotDecodeStep, ids: list[int]) -> float:
+    """Largest |difference| of the package's logits from the same step run eagerly (`FlatStep`), over one
+    step on the prompt's cache, relative to the logits' range."""
+    caches = model.new_caches(1, len(ids) + 1)
     with torch.inference_mode():
         token = model(torch.tensor([ids]), caches, 0)[:, -1].argmax(-1, keepdim=True)
-        kv = [t for cache in caches for t in (cache.k, cache.v)]
-        start = len(ids)
-        inputs = (token, torch.tensor([[start]]), torch.tensor([start]), torch.ones(1, 1, 1, length, dtype=torch.bool))
-        ours = step(*inputs, *[t.clone() for t in kv]).float()
-        reference = FlatStep(model)(*inputs, *kv).float()
+        saved = [(c.k.clone(), c.v.clone()) for c in caches]
+        ours = step(token, caches, len(ids)).float()
+        for cache, (k, v) in zip(caches, saved):
+            cache.k.copy_(k)
+            cache.v.copy_(v)
+        eager_fixed = AotDecodeStep(model, FlatStep(model))  # the same inputs, run by the eager model
+        reference = eager_fixed(token, caches, len(ids)).float()
     return float((ours - reference).abs().max() / (reference.max() - reference.min()))
+
+
+def stepwise_perplexity(model: Transformer, step, ids: list[int]) -> float:
+    """Perplexity of `ids` fed one token at a time through `step` (None: the eager model), as decoding runs."""
+    caches = model.new_caches(1, len(ids))
+    forward = model if step is None else step
+    nll = 0.0
+    with torch.inference_mode():
+        for i in range(len(ids) - 1):
+            logits = forward(torch.tensor([[ids[i]]]), caches, i)[0, -1].float()
+            nll -= float(torch.log_softmax(logits, -1)[ids[i + 1]])
+    return math.exp(nll / (len(ids) - 1))
 
 
 def same_prefix(a: list[int], b: list[int]) -> int:
@@ -117,6 +87,8 @@ def main() -> None:
     parser.add_argument("--quant", default="int4", choices=["int4", "int8", "w8a8", "none"])
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--perplexity", action="store_true",
+                        help="also the perplexity of the held-out texts, one token at a time (about 2 minutes)")
     parser.add_argument("--package", type=Path, help="build into (or reuse) this .pt2 instead of a temporary one")
     args = parser.parse_args()
     loaded = TextModel.load("smollm2", quant=args.quant)
@@ -126,9 +98,11 @@ def main() -> None:
         if path.exists():
             print(f"reusing {path}")
         else:
-            print(f"built the package in {build_package(model, path):.1f} s ({path.stat().st_size / 1e6:.0f} MB)")
+            t0 = time.perf_counter()
+            build_package(model, path)
+            print(f"built the package in {time.perf_counter() - t0:.1f} s ({path.stat().st_size / 1e6:.0f} MB)")
         t0 = time.perf_counter()
-        step = torch._inductor.aoti_load_package(str(path))
+        step = AotDecodeStep(model, Package(path))
         print(f"loaded it in {time.perf_counter() - t0:.2f} s")
         ids = loaded.tokenizer.encode(PROMPT_TEXT, add_special_tokens=False)[:PROMPT_TOKENS]
         batch = [ids[i:] + ids[:i] for i in range(BATCH)]
@@ -137,7 +111,18 @@ def main() -> None:
         gap = logits_gap(model, step, ids)
         aot_tokens = decode(model, step, [ids], args.new_tokens)[1]
         agree = {name: same_prefix(aot_tokens, decode(model, reference, [ids], args.new_tokens)[1])
-                 for name, reference in (("the same step run eagerly", FlatStep(model)), ("the eager model", None))}
+                 for name, reference in (("the same step run eagerly", AotDecodeStep(model, FlatStep(model))),
+                                         ("the eager model", None))}
+        float32 = TextModel.load("smollm2", quant="none", dtype="float32").model
+        quality = {}
+        if args.perplexity:
+            texts = [loaded.tokenizer.encode(path.read_text(), add_special_tokens=False)[:512] for path in HELD_OUT]
+            reference = [stepwise_perplexity(float32, None, t) for t in texts]
+            for name, forward in (("package", step), ("eager", None)):
+                quality[name] = [stepwise_perplexity(model, forward, t) / r for t, r in zip(texts, reference)]
+        agree["the float32 model"] = same_prefix(aot_tokens, decode(float32, None, [ids], args.new_tokens)[1])
+        agree["(the eager model against the float32 model)"] = same_prefix(
+            decode(model, None, [ids], args.new_tokens)[1], decode(float32, None, [ids], args.new_tokens)[1])
         rows = {}
         for name, prompts, new in (("batch 1", [ids], args.new_tokens), (f"batch {BATCH}", batch, 64)):
             runs = {"aot": [], "eager": []}
@@ -150,6 +135,9 @@ def main() -> None:
     print("| rows | AOT package | eager | ratio |\n|---|---:|---:|---:|")
     for name, r in rows.items():
         print(f"| {name} | {r['aot']:.1f} | {r['eager']:.1f} | {r['aot'] / r['eager']:.2f}x |")
+    if quality:
+        print("perplexity, one token at a time (first 512 tokens of each held-out text), ratio to float32's: "
+              + "; ".join(f"{name} {' / '.join(f'{v:.4f}' for v in values)}" for name, values in quality.items()))
     print(f"logits, one step: largest difference from the same step run eagerly {gap:.2e} of their range")
     for name, n in agree.items():
         print(f"greedy tokens, batch 1: the package's first {n} of {args.new_tokens} equal {name}'s")

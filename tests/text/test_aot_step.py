@@ -1,0 +1,109 @@
+"""The decode step compiled ahead of time (`TextModel.load(aot=True)`, `--aot`): built once into the model's
+cache folder, reused by later loads, gives the eager model's tokens and logits, hands to the eager model
+what it cannot serve, and a package that cannot load costs a note, not the run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from luoxia.core.errors import InvalidParameterError
+from luoxia.text.aot_step import AotDecodeStep, package_path
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("luoxia-home")
+
+
+@pytest.fixture(scope="module")
+def packaged(home, tiny_llama_dir):
+    """The tiny Llama in float32 with its packaged step, built once for this module (about half a minute)."""
+    from luoxia.text.pipeline import TextModel
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LUOXIA_HOME", str(home))
+        return TextModel.load(str(tiny_llama_dir), quant="none", aot=True)
+
+
+def test_packaged_step_gives_the_eager_tokens(packaged, tiny_llama_dir, home, monkeypatch):
+    from luoxia.text.pipeline import TextModel
+
+    monkeypatch.setenv("LUOXIA_HOME", str(home))
+    assert packaged.load_info["aot"] and isinstance(packaged.decode_step, AotDecodeStep)
+    eager = TextModel.load(str(tiny_llama_dir), quant="none")
+    prompts = ["hello world", "the cat sat on the mat and"]
+    for prompt, new in zip(prompts, (12, 5)):  # batch 1, two cache lengths
+        a = eager.generate(prompt, max_new_tokens=new, ignore_eos=True)
+        b = packaged.generate(prompt, max_new_tokens=new, ignore_eos=True)
+        assert a.token_ids == b.token_ids
+        assert b.provenance.stats["aot"]
+    for rows in (prompts, [*prompts, "a"]):  # left-padded batches: positions and a mask per row
+        batch_a = eager.generate(rows, max_new_tokens=6, ignore_eos=True)
+        batch_b = packaged.generate(rows, max_new_tokens=6, ignore_eos=True)
+        assert [r.token_ids for r in batch_a] == [r.token_ids for r in batch_b]
+
+
+def test_packaged_logits_match_the_model(packaged):
+    model = packaged.model
+    caches = model.new_caches(2, 12)
+    with torch.inference_mode():
+        model(torch.tensor([[5, 9, 14, 3], [7, 7, 2, 8]]), caches, 0)
+        reference = [(c.k.clone(), c.v.clone()) for c in caches]
+        ours = packaged.decode_step(torch.tensor([[4], [6]]), caches, 4)
+        for cache, (k, v) in zip(caches, reference):
+            cache.k.copy_(k)
+            cache.v.copy_(v)
+        theirs = model(torch.tensor([[4], [6]]), caches, 4)
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_later_loads_reuse_the_package(packaged, tiny_llama_dir, home, monkeypatch, capfd):
+    from luoxia.text.pipeline import TextModel
+
+    monkeypatch.setenv("LUOXIA_HOME", str(home))
+    path = package_path(home / "weights" / packaged.sha256, "none")
+    assert path.is_file() and not list(path.parent.glob(".*.pt2"))  # no temporary file left
+    built = path.stat().st_mtime_ns
+    again = TextModel.load(str(tiny_llama_dir), quant="none", aot=True)
+    assert again.load_info["aot"] and path.stat().st_mtime_ns == built
+    assert "building" not in capfd.readouterr().err
+
+
+def test_what_the_package_cannot_serve_runs_eagerly(packaged):
+    model = packaged.model
+
+    def refuse(*tensors):
+        raise AssertionError("the package was called")
+
+    step = AotDecodeStep(model, refuse)
+    caches = model.new_caches(1, 8)
+    with torch.inference_mode():
+        step(torch.tensor([[1, 2, 3]]), caches, 0)  # several tokens at once (a prompt, a speculative check)
+        views = [type(c).__new__(type(c)) for c in caches]
+        for view, cache in zip(views, caches):  # caches that are views of larger ones
+            view.k, view.v = cache.k[:, :, ::2], cache.v[:, :, ::2]
+        step(torch.tensor([[4]]), views, 3)
+
+
+def test_a_damaged_package_costs_a_note_not_the_run(packaged, tiny_llama_dir, home, monkeypatch, capfd):
+    from luoxia.text.pipeline import TextModel
+
+    monkeypatch.setenv("LUOXIA_HOME", str(home))
+    path = package_path(home / "weights" / packaged.sha256, "none")
+    saved = path.read_bytes()
+    try:
+        path.write_bytes(b"not a package")
+        loaded = TextModel.load(str(tiny_llama_dir), quant="none", aot=True)
+        assert not loaded.load_info["aot"] and loaded.decode_step is None
+        assert "note: the ahead-of-time decode step is unavailable" in capfd.readouterr().err
+        assert len(loaded.generate("hello", max_new_tokens=3, ignore_eos=True).token_ids) == 3
+    finally:
+        path.write_bytes(saved)
+
+
+def test_compile_and_aot_are_alternatives(tiny_llama_dir):
+    from luoxia.text.pipeline import TextModel
+
+    with pytest.raises(InvalidParameterError, match="pick one"):
+        TextModel.load(str(tiny_llama_dir), quant="none", compile=True, aot=True)
