@@ -25,7 +25,9 @@ the same number of torch threads. Measured per engine:
 
 `--variants float32,bfloat16,int8,int4,int4+compile,int8+compile` picks our rows (`+compile`:
 `TextModel.load(compile=True)`, the decode step compiled by torch.compile; its warm-up run
-includes the compile). For every row the script also measures, beside speed: perplexity on two
+includes the compile; `+aot`: `TextModel.load(aot=True)`, the step compiled ahead of time
+(`text.aot_step`), its warm-up including the package's build; for both, the perplexity is that of
+the model they compile, run eagerly). For every row the script also measures, beside speed: perplexity on two
 held-out Debian license texts (1024 tokens each) as a ratio to the float32 model's, and, for the
 quantized rows, the total decode tokens/s of 16 prompts decoded as one batch (--batch-tokens
 each). When llama-cpp-python is importable (`pip install 'luoxia[llamacpp]'`) a llama.cpp row runs
@@ -80,7 +82,8 @@ HELD_OUT_TOKENS = 1024
 VARIANTS = {"float32": dict(dtype="float32", quant="none"), "bfloat16": dict(dtype="bfloat16", quant="none"),
             "int8": dict(quant="int8"), "int4": dict(quant="int4"),
             "w8a8": dict(quant="w8a8"), "int4+compile": dict(quant="int4", compile=True),
-            "int8+compile": dict(quant="int8", compile=True), "w8a8+compile": dict(quant="w8a8", compile=True)}
+            "int8+compile": dict(quant="int8", compile=True), "w8a8+compile": dict(quant="w8a8", compile=True),
+            "int4+aot": dict(quant="int4", aot=True), "w8a8+aot": dict(quant="w8a8", aot=True)}
 DEFAULT_VARIANT = "int4"  # what TextModel.load picks on the CPU for a Q4_1 GGUF (quant="auto")
 
 
@@ -395,9 +398,12 @@ def bench(args: argparse.Namespace) -> dict:
               f"transformers {info.get('transformers', '?')}", flush=True)
 
         print("loading ours (converting the GGUF into a temporary LUOXIA_HOME) ...", flush=True)
-        engines, loaded = {}, {}
+        engines, loaded, build_s = {}, {}, {}
         for variant in dict.fromkeys(["float32", *args.variants]):  # float32: the perplexity reference
+            t = time.perf_counter()
             loaded[variant] = TextModel.load(args.model, device="cpu", **VARIANTS[variant])
+            if "+aot" in variant:  # the load built the package (into the temporary LUOXIA_HOME)
+                build_s[f"luoxia {variant}"] = time.perf_counter() - t
             if variant in args.variants:
                 engines[f"luoxia {variant}"] = (ours_generate, loaded[variant])
         ours = loaded[args.variants[0]]
@@ -408,7 +414,7 @@ def bench(args: argparse.Namespace) -> dict:
         quality = {}
         if texts:
             print(f"perplexity on {len(texts)} held-out texts ...", flush=True)
-            quality = perplexity_ratios({v: m for v, m in loaded.items() if "+compile" not in v}, texts)
+            quality = perplexity_ratios({v: m for v, m in loaded.items() if "+" not in v}, texts)
 
         print("loading transformers ...", flush=True)
         os.environ["TQDM_DISABLE"] = "1"  # the GGUF conversion bar; children still show theirs
@@ -430,7 +436,7 @@ def bench(args: argparse.Namespace) -> dict:
             print(f"warm-up: {name}", flush=True)
             t = time.perf_counter()
             generate(model, ids, args.new_tokens)
-            warm_up_s[name] = time.perf_counter() - t  # a compiled variant compiles here
+            warm_up_s[name] = time.perf_counter() - t + build_s.get(name, 0)  # a compile, or a package build
         for r in range(args.repeats):
             for name, (generate, model) in engines.items():
                 runs[name].append(generate(model, ids, args.new_tokens))
@@ -443,7 +449,7 @@ def bench(args: argparse.Namespace) -> dict:
             variant = name.removeprefix("luoxia ")
             if variant in quality:
                 row["quality"] = quality[variant]
-            elif variant.split("+")[0] in quality:  # compiling changes no weights
+            elif variant.split("+")[0] in quality:  # compiling changes no weights (full-sequence forward)
                 row["quality"] = quality[variant.split("+")[0]]
 
         if not args.skip_batch:
@@ -462,7 +468,7 @@ def bench(args: argparse.Namespace) -> dict:
 
         print("fresh processes (time to first token) ...", flush=True)
         for variant in args.variants:
-            if "+compile" in variant:  # prefill is eager, so its first token comes as without compile
+            if "+" in variant:  # prefill is eager, so its first token comes as without compile
                 continue
             rows[f"luoxia {variant}"].update(cold_and_warm(OURS, args, ids, args.model, work, warm_home,
                                                            variant=variant))
@@ -605,9 +611,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--new-tokens", type=int, default=128, help="tokens to generate per run (default 128)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all CPUs)")
     p.add_argument("--variants", type=lambda s: s.split(","),
-                   default=["float32", "int8", "int4", "w8a8", "int4+compile", "w8a8+compile"],
+                   default=["float32", "int8", "int4", "w8a8", "int4+compile", "w8a8+compile", "int4+aot"],
                    help=f"our rows, comma-separated, from {', '.join(VARIANTS)} (default float32,int8,int4,"
-                        "w8a8,int4+compile,w8a8+compile)")
+                        "w8a8,int4+compile,w8a8+compile,int4+aot)")
     p.add_argument("--variant", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--skip-cold", action="store_true", help="skip the cold-start processes (slow)")
     p.add_argument("--skip-batch", action="store_true", help=f"skip the batch-{BATCH} decode of the int rows")

@@ -216,6 +216,18 @@ def test_compile_happens_before_the_answer_so_its_speed_is_the_answers(luoxia, t
     assert "6 tokens" in run.err_lines[2] and "compiled" in run.err_lines[2]
 
 
+def test_aot_builds_the_step_once_then_loads_it(luoxia, tiny_raw_model):
+    argv = ("generate", "the cat", "--model", tiny_raw_model, "--max-new-tokens", "6", "--ignore-eos", "--aot")
+    first = luoxia(*argv)
+    assert first.code == 0, first.err
+    assert first.err_lines[0].startswith("building the ahead-of-time decode step")
+    assert "6 tokens" in first.err_lines[-1] and first.err_lines[-1].endswith(" aot]")
+    again = luoxia(*argv)
+    assert again.code == 0 and again.out == first.out
+    assert again.err_lines[0] == TEXT_NOTICE and again.err_lines[-1].endswith(" aot]")
+    luoxia(*argv, "--compile").assert_user_error("--compile", "--aot")
+
+
 def test_prompt_from_stdin(luoxia, tiny_raw_model):
     run = luoxia("generate", "-", "--model", tiny_raw_model, "--max-new-tokens", "2", "--json", stdin="the dog")
     assert run.code == 0, run.err

@@ -107,3 +107,34 @@ def test_compile_and_aot_are_alternatives(tiny_llama_dir):
 
     with pytest.raises(InvalidParameterError, match="pick one"):
         TextModel.load(str(tiny_llama_dir), quant="none", compile=True, aot=True)
+
+
+def test_continuous_batching_through_the_package(packaged):
+    # The server's batch (`text.batching`): rows join mid-way, the cache grows; each row gets its solo tokens.
+    from luoxia.text.batching import RunningBatch
+    from luoxia.text.generate import GenerationConfig, decode_steps
+
+    def alone(ids: list[int], n: int) -> list[int]:
+        config = GenerationConfig(max_new_tokens=n, ignore_eos=True)
+        return [int(t[0]) for t in decode_steps(packaged.model, [ids], config, [], 0)]
+
+    calls = []
+    package = packaged.decode_step.package
+    step = AotDecodeStep(packaged.model, lambda *tensors: calls.append(1) or package(*tensors))
+    batch = RunningBatch(packaged.model, GenerationConfig(), pad_id=0, one_token_forward=step)
+    schedule = {0: ["hello world", "the cat sat on the mat and"], 3: ["a much longer prompt than the others here"]}
+    jobs, got = {}, {}
+    for i in range(12):
+        for prompt in schedule.get(i, []):
+            (row,) = batch.add([packaged.tokenizer.encode(prompt)], [8])
+            jobs[row], got[prompt] = prompt, []
+        if not batch.live_rows:
+            continue
+        for row, token in batch.step().items():
+            got[jobs[row]].append(token)
+            if len(got[jobs[row]]) == 8:
+                batch.free(row)
+        batch.advance()
+    for prompt, tokens in got.items():
+        assert tokens == alone(packaged.tokenizer.encode(prompt), 8), prompt
+    assert calls  # the package ran the steps
