@@ -84,6 +84,8 @@ def test_what_the_package_cannot_serve_runs_eagerly(packaged):
         for view, cache in zip(views, caches):  # caches that are views of larger ones
             view.k, view.v = cache.k[:, :, ::2], cache.v[:, :, ::2]
         step(torch.tensor([[4]]), views, 3)
+        longer = model.new_caches(1, model.config.max_seq_len + 8)  # past the lengths it was exported for
+        step(torch.tensor([[4]]), longer, 3)
 
 
 def test_a_damaged_package_costs_a_note_not_the_run(packaged, tiny_llama_dir, home, monkeypatch, capfd):

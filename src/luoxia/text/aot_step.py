@@ -31,6 +31,7 @@ from luoxia.text.kv_cache import KVCache
 from luoxia.text.model import Transformer
 
 MAX_CACHE = 2048  # longer caches decode eagerly: the packaged step reads every column of the cache
+MAX_ROWS = 1024  # the largest batch a package takes (larger ones decode eagerly)
 
 
 class FlatStep(nn.Module):
@@ -67,6 +68,11 @@ def package_path(directory: Path, mode: str) -> Path:
     return directory / f"decode.{mode}.v{LAYOUT_VERSION}.torch-{torch.__version__}.{cpu_tag()}.pt2"
 
 
+def cache_limit(model: Transformer) -> int:
+    """The longest cache the package is exported for: the model's context (at least 4, export's minimum)."""
+    return max(model.config.max_seq_len, 4)
+
+
 def build_package(model: Transformer, path: Path) -> None:
     """Export the step with dynamic batch and cache length and compile it into `path` (whole or not at all)."""
     c = model.config
@@ -75,8 +81,8 @@ def build_package(model: Transformer, path: Path) -> None:
     kv = [torch.zeros(batch, c.n_kv_heads, length, c.head_dim, dtype=dtype) for _ in range(2 * c.n_layers)]
     example = (torch.zeros(batch, 1, dtype=torch.long), torch.zeros(batch, 1, dtype=torch.long), torch.tensor([3]),
                torch.ones(batch, 1, 1, length, dtype=torch.bool), *kv)
-    rows = torch.export.Dim("batch", min=1, max=1024)
-    columns = torch.export.Dim("cache", min=2, max=max(c.max_seq_len, 4))
+    rows = torch.export.Dim("batch", min=1, max=MAX_ROWS)
+    columns = torch.export.Dim("cache", min=2, max=cache_limit(model))
     shapes = ({0: rows}, {0: rows}, None, {0: rows, 3: columns}, tuple({0: rows, 2: columns} for _ in kv))
     with torch.no_grad():
         program = torch.export.export(FlatStep(model), example, dynamic_shapes=shapes)
@@ -106,12 +112,13 @@ class AotDecodeStep:
 
     def __init__(self, model: Transformer, package: Callable[..., torch.Tensor]):
         self.model, self.package = model, package
+        self.max_cache = min(MAX_CACHE, cache_limit(model))
 
     def __call__(self, tokens: torch.Tensor, caches: list[KVCache], start: int,
                  positions: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         length = caches[0].max_len
-        if (tokens.shape[1] != 1 or not isinstance(start, int) or length > MAX_CACHE
-                or not all(c.k.is_contiguous() and c.v.is_contiguous() for c in caches)):
+        if (tokens.shape[1] != 1 or not isinstance(start, int) or not 2 <= length <= self.max_cache
+                or tokens.shape[0] > MAX_ROWS or not all(c.k.is_contiguous() and c.v.is_contiguous() for c in caches)):
             return self.model(tokens, caches, start, positions, mask)
         rows = tokens.shape[0]
         if positions is None:
