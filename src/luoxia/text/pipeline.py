@@ -86,6 +86,8 @@ class TextModel:
         """
         if compile and aot:
             raise InvalidParameterError("--compile and --aot are two ways to compile the decode step; pick one")
+        if aot and pick_device(device).type != "cpu":
+            raise InvalidParameterError("--aot runs on the CPU; on a GPU use --compile (a CUDA graph)")
         t0 = time.perf_counter()
         model, bundle, info = load_model(name_or_path, pick_device(device), dtype, quant, use_cache=use_cache,
                                          compile=compile)
@@ -95,8 +97,6 @@ class TextModel:
         if compile:
             loaded.decode_step = compiled_decode_step(model, log=lambda message: print(message, file=sys.stderr))
         if aot:
-            if model.tok_embeddings.weight.device.type != "cpu":
-                raise InvalidParameterError("--aot runs on the CPU; on a GPU use --compile (a CUDA graph)")
             loaded.decode_step = aot_decode_step(model, cache.cache_dir_for(bundle.sha256), info["quant"],
                                                  log=lambda message: print(message, file=sys.stderr))
         info["aot"] = loaded.decode_step is not None and aot
