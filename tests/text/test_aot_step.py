@@ -9,6 +9,7 @@ import torch
 
 from luoxia.core.errors import InvalidParameterError
 from luoxia.text.aot_step import AotDecodeStep, package_path
+from luoxia.text.kv_cache import KVCache
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +81,7 @@ def test_what_the_package_cannot_serve_runs_eagerly(packaged):
     caches = model.new_caches(1, 8)
     with torch.inference_mode():
         step(torch.tensor([[1, 2, 3]]), caches, 0)  # several tokens at once (a prompt, a speculative check)
-        views = [type(c).__new__(type(c)) for c in caches]
-        for view, cache in zip(views, caches):  # caches that are views of larger ones
-            view.k, view.v = cache.k[:, :, ::2], cache.v[:, :, ::2]
+        views = [KVCache.of(c.k[:, :, ::2], c.v[:, :, ::2]) for c in caches]  # views of larger caches
         step(torch.tensor([[4]]), views, 3)
         longer = model.new_caches(1, model.config.max_seq_len + 8)  # past the lengths it was exported for
         step(torch.tensor([[4]]), longer, 3)

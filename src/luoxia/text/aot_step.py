@@ -42,11 +42,7 @@ class FlatStep(nn.Module):
         self.model = model
 
     def forward(self, tokens, positions, start, mask, *kv):
-        caches = []
-        for k, v in zip(kv[0::2], kv[1::2]):
-            cache = KVCache.__new__(KVCache)
-            cache.k, cache.v = k, v
-            caches.append(cache)
+        caches = [KVCache.of(k, v) for k, v in zip(kv[0::2], kv[1::2])]
         return self.model(tokens, caches, start, positions, mask)
 
 

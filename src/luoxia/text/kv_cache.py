@@ -18,6 +18,13 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
 
+    @classmethod
+    def of(cls, k: torch.Tensor, v: torch.Tensor) -> KVCache:
+        """A cache over existing key and value tensors (B, K, max_len, D), not copied."""
+        cache = cls.__new__(cls)
+        cache.k, cache.v = k, v
+        return cache
+
     @property
     def max_len(self) -> int:
         return self.k.shape[2]
