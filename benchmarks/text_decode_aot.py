@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from luoxia.text.aot_step import AotDecodeStep, FlatStep, Package, build_package  # noqa: E402
 from luoxia.text.model import Transformer  # noqa: E402
 from luoxia.text.pipeline import TextModel  # noqa: E402
-from text_decode import HELD_OUT, PROMPT_TEXT, PROMPT_TOKENS  # noqa: E402
+from text_decode import HELD_OUT, PROMPT_TEXT, PROMPT_TOKENS, same_prefix  # noqa: E402
 
 BATCH = 16
 
@@ -76,10 +76,6 @@ def stepwise_perplexity(model: Transformer, step, ids: list[int]) -> float:
             logits = forward(torch.tensor([[ids[i]]]), caches, i)[0, -1].float()
             nll -= float(torch.log_softmax(logits, -1)[ids[i + 1]])
     return math.exp(nll / (len(ids) - 1))
-
-
-def same_prefix(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def main() -> None:
