@@ -98,7 +98,7 @@ def main() -> None:
             build_package(model, path)
             print(f"built the package in {time.perf_counter() - t0:.1f} s ({path.stat().st_size / 1e6:.0f} MB)")
         t0 = time.perf_counter()
-        step = AotDecodeStep(model, Package(path))
+        step = AotDecodeStep(model, Package(path, model))
         print(f"loaded it in {time.perf_counter() - t0:.2f} s")
         ids = loaded.tokenizer.encode(PROMPT_TEXT, add_special_tokens=False)[:PROMPT_TOKENS]
         batch = [ids[i:] + ids[:i] for i in range(BATCH)]

@@ -216,16 +216,24 @@ def test_compile_happens_before_the_answer_so_its_speed_is_the_answers(luoxia, t
     assert "6 tokens" in run.err_lines[2] and "compiled" in run.err_lines[2]
 
 
-def test_aot_builds_the_step_once_then_loads_it(luoxia, tiny_raw_model):
-    argv = ("generate", "the cat", "--model", tiny_raw_model, "--max-new-tokens", "6", "--ignore-eos", "--aot")
-    first = luoxia(*argv)
+def test_aot_builds_the_step_once_then_loads_it_by_default(luoxia, tiny_raw_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("LUOXIA_HOME", str(tmp_path))  # its own home: other tests' runs stay eager
+    argv = ("generate", "the cat", "--model", tiny_raw_model, "--max-new-tokens", "6", "--ignore-eos")
+    eager = luoxia(*argv)
+    assert eager.code == 0 and not eager.err_lines[-1].endswith(" aot]")  # nothing built yet: eager
+    first = luoxia(*argv, "--aot")
     assert first.code == 0, first.err
     assert first.err_lines[0].startswith("building the ahead-of-time decode step")
     assert "6 tokens" in first.err_lines[-1] and first.err_lines[-1].endswith(" aot]")
-    again = luoxia(*argv)
+    again = luoxia(*argv, "--aot")
     assert again.code == 0 and again.out == first.out
     assert again.err_lines[0] == TEXT_NOTICE and again.err_lines[-1].endswith(" aot]")
-    luoxia(*argv, "--compile").assert_user_error("--compile", "--aot")
+    default = luoxia(*argv)  # built once, then used without asking
+    assert default.code == 0 and default.out == first.out and default.err_lines[-1].endswith(" aot]")
+    off = luoxia(*argv, "--no-aot")
+    assert off.code == 0 and not off.err_lines[-1].endswith(" aot]")
+    luoxia(*argv, "--aot", "--compile").assert_user_error("--compile", "--aot")
+    assert luoxia(*argv, "--compile").err_lines[-1].endswith(" compiled]")  # a built step does not stop --compile
 
 
 def test_prompt_from_stdin(luoxia, tiny_raw_model):

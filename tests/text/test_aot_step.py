@@ -32,7 +32,7 @@ def test_packaged_step_gives_the_eager_tokens(packaged, tiny_llama_dir, home, mo
 
     monkeypatch.setenv("LUOXIA_HOME", str(home))
     assert packaged.load_info["aot"] and isinstance(packaged.decode_step, AotDecodeStep)
-    eager = TextModel.load(str(tiny_llama_dir), quant="none")
+    eager = TextModel.load(str(tiny_llama_dir), quant="none", aot=False)
     prompts = ["hello world", "the cat sat on the mat and"]
     for prompt, new in zip(prompts, (12, 5)):  # batch 1, two cache lengths
         a = eager.generate(prompt, max_new_tokens=new, ignore_eos=True)
@@ -71,6 +71,25 @@ def test_later_loads_reuse_the_package(packaged, tiny_llama_dir, home, monkeypat
     assert "building" not in capfd.readouterr().err
 
 
+def test_a_built_package_is_used_by_default_and_never_built_by_default(packaged, tiny_llama_dir, home, tmp_path,
+                                                                       monkeypatch, capfd):
+    from luoxia.text.pipeline import TextModel
+
+    monkeypatch.setenv("LUOXIA_HOME", str(home))
+    capfd.readouterr()
+    default = TextModel.load(str(tiny_llama_dir), quant="none")
+    assert default.load_info["aot"] and isinstance(default.decode_step, AotDecodeStep)
+    assert TextModel.load(str(tiny_llama_dir), quant="none", aot=False).decode_step is None
+    assert TextModel.load(str(tiny_llama_dir), quant="none", compile=True).load_info["aot"] is False
+    assert TextModel.load(str(tiny_llama_dir), quant="none", use_cache=False).decode_step is None
+    other = TextModel.load(str(tiny_llama_dir), quant="int8")  # no package for this quantization yet
+    assert not other.load_info["aot"] and not package_path(home / "weights" / packaged.sha256, "int8").exists()
+    monkeypatch.setenv("LUOXIA_HOME", str(tmp_path))  # a home with no package: the default builds none
+    fresh = TextModel.load(str(tiny_llama_dir), quant="none")
+    assert fresh.decode_step is None and not list(tmp_path.rglob("*.pt2"))
+    assert "ahead-of-time" not in capfd.readouterr().err
+
+
 def test_what_the_package_cannot_serve_runs_eagerly(packaged):
     model = packaged.model
 
@@ -101,6 +120,35 @@ def test_a_damaged_package_costs_a_note_not_the_run(packaged, tiny_llama_dir, ho
         assert len(loaded.generate("hello", max_new_tokens=3, ignore_eos=True).token_ids) == 3
     finally:
         path.write_bytes(saved)
+
+
+def test_an_int4_package_shares_the_models_weights(tiny_llama_dir, tmp_path, monkeypatch):
+    # Inductor's int4 lowering adds unnamed constants (the group size) that the loader must supply.
+    from luoxia.text.pipeline import TextModel
+
+    monkeypatch.setenv("LUOXIA_HOME", str(tmp_path))
+    packaged = TextModel.load(str(tiny_llama_dir), quant="int4", aot=True)
+    assert packaged.load_info["aot"] and packaged.load_info["quant"] == "int4"
+    eager = TextModel.load(str(tiny_llama_dir), quant="int4", aot=False)
+    a = eager.generate("hello world", max_new_tokens=8, ignore_eos=True)
+    b = packaged.generate("hello world", max_new_tokens=8, ignore_eos=True)
+    assert a.token_ids == b.token_ids
+    model, step = packaged.model, packaged.decode_step
+    caches = model.new_caches(1, 8)
+    with torch.inference_mode():
+        model(torch.tensor([[5, 9, 14]]), caches, 0)
+        before = step(torch.tensor([[4]]), caches, 3)
+        model.layers[0].attention.wqkv.scales_and_zeros.zero_()  # the model's tensor, changed in place ...
+        after = step(torch.tensor([[4]]), caches, 3)
+    assert not torch.allclose(before, after)  # ... is the package's: it holds no copy of the weights
+
+
+def test_a_package_that_disagrees_with_the_eager_step_is_refused(packaged):
+    from luoxia.text.aot_step import check_package
+
+    vocab = packaged.model.config.vocab_size
+    with pytest.raises(RuntimeError, match="of their range away"):
+        check_package(packaged.model, lambda tokens, *rest: torch.zeros(tokens.shape[0], 1, vocab))
 
 
 def test_compile_and_aot_are_alternatives(tiny_llama_dir):

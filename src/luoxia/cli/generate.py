@@ -46,7 +46,7 @@ class ModelChoice:
     dtype: str | None
     quant: str | None
     compile: bool = False
-    aot: bool = False
+    aot: bool | None = None  # None: a step built before by --aot, if there is one
 
 
 # --- flags ---------------------------------------------------------------------------------------
@@ -134,9 +134,13 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="compile the decode step with torch.compile (a quantized model then runs as w8a8 unless "
                         "--quant says otherwise): 1.5-1.8x the eager CPU decode speed, after a compile of about "
                         "8 s (cached) to minutes (first ever); for long outputs and servers")
-    g.add_argument("--aot", action="store_true",
-                   help="decode through a step compiled ahead of time (CPU): about 2x the eager int4 speed; built "
-                        "once per model and --quant (about a minute), then loaded in 0.15 s")
+    aot = g.add_mutually_exclusive_group()
+    aot.add_argument("--aot", action="store_const", const=True,
+                     help="build the decode step compiled ahead of time (CPU) if it is not built yet, and decode "
+                          "through it: about 2x the eager int4 speed; built once per model and --quant (about a "
+                          "minute), loaded in 0.15 s, and used from then on by default")
+    aot.add_argument("--no-aot", dest="aot", action="store_const", const=False,
+                     help="decode eagerly even where a step compiled ahead of time is built")
     g.add_argument("--truncate", action="store_true",
                    help="drop the oldest prompt tokens when the prompt does not fit the context window")
 
@@ -338,7 +342,7 @@ def chat(*, model: ModelChoice, params: dict, system: str | None, truncate: bool
 
     loader: Loader[TextModel] = Loader(load)
     loader.start()
-    if not interactive or model.compile or model.aot:
+    if not interactive or model.compile or model.aot:  # --aot may build first
         loader.result()
     session = ChatSession(loader, params, system, truncate)
     if interactive:
@@ -448,8 +452,8 @@ def _check_params(params: dict) -> None:
 
 def _head_start(choice: ModelChoice):
     """The NumPy head start (`text.head_start`) for this model, or None: only for a model as loaded by default
-    on the CPU (no --dtype, --device, --compile or --aot, which have their own checks and warm-up) whose
-    converted weights are cached."""
+    on the CPU (no --dtype, --device, --compile or --aot, which have their own checks, builds and warm-up)
+    whose converted weights are cached. (A step --aot built before loads with the model, behind the head start.)"""
     from luoxia.text.head_start import HeadStart
 
     if choice.dtype is not None or choice.device not in (None, "cpu") or choice.compile or choice.aot:

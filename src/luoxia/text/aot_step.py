@@ -1,4 +1,5 @@
-"""The one-token decode step compiled ahead of time (AOTInductor): `--aot`, `TextModel.load(aot=True)`.
+"""The one-token decode step compiled ahead of time (AOTInductor): built by `--aot` (`TextModel.load(aot=True)`),
+then used by default whenever the same model and quantization load on the same machine.
 
 `--compile` (`text.compiled`) compiles in every process (about 8 s with a warm cache) and checks
 Dynamo's guards before every token. Here `torch.export` traces the step once and AOTInductor
@@ -13,9 +14,16 @@ boolean mask over the written columns (so very long caches, over `MAX_CACHE`, st
 and cache length are dynamic. What the package cannot serve runs the eager model: several tokens at
 once (prompts, speculative checks), caches that are views (not contiguous), a tensor start.
 
+The package holds code, not weights: it is built without its constants and, when loaded, given the
+loaded model's own tensors (AOTInductor's user-managed constants), so it costs 4 MB on disk and no
+second copy of the weights in memory (embedded, they took 156 MB on disk and about 300 MB of resident
+memory beside the model's). Constants Inductor derives from the weights (a transposed int8 output
+projection) are computed at load (runtime constant folding). A new package is checked against the
+eager step before it is kept.
+
 A package is specific to the model file, the quantization layout, the torch version and the CPU's
-vector instructions, all in its name; one that fails to build or load is reported in one line and
-the model decodes eagerly.
+vector instructions, all in its name; one that fails to build, check or load is reported in one
+line and the model decodes eagerly.
 """
 
 from __future__ import annotations
@@ -29,9 +37,16 @@ from torch import nn
 
 from luoxia.text.kv_cache import KVCache
 from luoxia.text.model import Transformer
+from luoxia.text.quant import GROUP, LAYOUT_VERSION, Int4Linear
 
 MAX_CACHE = 2048  # longer caches decode eagerly: the packaged step reads every column of the cache
 MAX_ROWS = 1024  # the largest batch a package takes (larger ones decode eagerly)
+# Part of the package's name. 2: the package takes the model's own weights at load (1 embedded a copy).
+PACKAGE_FORMAT = 2
+# How far a new package's logits may be from the eager step's, as a fraction of the eager logits' range:
+# the package keeps float32 between fused operations where the eager bfloat16 model rounds (SmolLM2 int4:
+# 0.018); wrong weights or a miscompiled kernel are off by the whole range.
+CHECK_TOLERANCE = 0.1
 
 
 class FlatStep(nn.Module):
@@ -59,9 +74,7 @@ def cpu_tag() -> str:
 
 def package_path(directory: Path, mode: str) -> Path:
     """Where the package of a model quantized as `mode` lives, in its cache `directory`."""
-    from luoxia.text.quant import LAYOUT_VERSION
-
-    return directory / f"decode.{mode}.v{LAYOUT_VERSION}.torch-{torch.__version__}.{cpu_tag()}.pt2"
+    return directory / f"decode.{mode}.v{LAYOUT_VERSION}.p{PACKAGE_FORMAT}.torch-{torch.__version__}.{cpu_tag()}.pt2"
 
 
 def cache_limit(model: Transformer) -> int:
@@ -69,34 +82,82 @@ def cache_limit(model: Transformer) -> int:
     return max(model.config.max_seq_len, 4)
 
 
-def build_package(model: Transformer, path: Path) -> None:
-    """Export the step with dynamic batch and cache length and compile it into `path` (whole or not at all)."""
+def example_inputs(model: Transformer, rows: int, length: int, start: int) -> tuple[torch.Tensor, ...]:
+    """FlatStep's inputs for `rows` one-token rows writing column `start` of `length`-long caches."""
     c = model.config
-    batch, length = 2, 64
     dtype = model.tok_embeddings.weight.dtype
-    kv = [torch.zeros(batch, c.n_kv_heads, length, c.head_dim, dtype=dtype) for _ in range(2 * c.n_layers)]
-    example = (torch.zeros(batch, 1, dtype=torch.long), torch.zeros(batch, 1, dtype=torch.long), torch.tensor([3]),
-               torch.ones(batch, 1, 1, length, dtype=torch.bool), *kv)
+    kv = [torch.zeros(rows, c.n_kv_heads, length, c.head_dim, dtype=dtype) for _ in range(2 * c.n_layers)]
+    return (torch.zeros(rows, 1, dtype=torch.long), torch.zeros(rows, 1, dtype=torch.long), torch.tensor([start]),
+            torch.ones(rows, 1, 1, length, dtype=torch.bool), *kv)
+
+
+def build_package(model: Transformer, path: Path) -> None:
+    """Export the step with dynamic batch and cache length, compile it into `path` without its weights,
+    and check it against the eager step; `path` is written whole or not at all."""
+    example = example_inputs(model, rows=2, length=64, start=3)
     rows = torch.export.Dim("batch", min=1, max=MAX_ROWS)
     columns = torch.export.Dim("cache", min=2, max=cache_limit(model))
+    kv = example[4:]
     shapes = ({0: rows}, {0: rows}, None, {0: rows, 3: columns}, tuple({0: rows, 2: columns} for _ in kv))
     with torch.no_grad():
         program = torch.export.export(FlatStep(model), example, dynamic_shapes=shapes)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt2")  # the packager wants the .pt2 suffix
     try:
-        torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
+        with torch._inductor.config.patch({"aot_inductor.package_constants_in_so": False,
+                                           "aot_inductor.use_runtime_constant_folding": True}):
+            torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
+        check_package(model, Package(tmp, model))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-class Package:
-    """A loaded package, called with its flat tensors. PyTorch's loader is used directly: the wrapper
-    `torch._inductor.aoti_load_package` imports Inductor (1 s) and parses the call spec on every call."""
+def check_package(model: Transformer, package: Package) -> None:
+    """Raise unless one step of `package` gives the eager model's logits (within CHECK_TOLERANCE)."""
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(model.config.vocab_size, (3, 6), generator=generator)
+    caches = model.new_caches(3, 16)
+    with torch.inference_mode():
+        model(tokens[:, :5], caches, 0)
+        saved = [(c.k.clone(), c.v.clone()) for c in caches]
+        ours = AotDecodeStep(model, package)(tokens[:, 5:], caches, 5).float()
+        for cache, (k, v) in zip(caches, saved):
+            cache.k.copy_(k)
+            cache.v.copy_(v)
+        theirs = model(tokens[:, 5:], caches, 5).float()
+    gap = float((ours - theirs).abs().max() / (theirs.max() - theirs.min()).clamp(min=1e-6))
+    if not gap <= CHECK_TOLERANCE:  # also catches NaN
+        raise RuntimeError(f"the compiled step's logits are {gap:.3f} of their range away from the eager step's")
 
-    def __init__(self, path: Path):
+
+def shared_constants(model: Transformer, names: list[str]) -> dict[str, torch.Tensor]:
+    """The package's constants, by name, as the model's own tensors (no copies). Left out: those Inductor
+    folded from the weights (computed at load) and any it made that this cannot supply (the load then
+    fails, naming it)."""
+    own = FlatStep(model).state_dict(keep_vars=True)
+    int4 = any(isinstance(m, Int4Linear) for m in model.modules())
+    constants = {}
+    for name in names:
+        if name in own:
+            constants[name] = own[name].detach()
+        elif name.startswith("constant") and int4:
+            # Inductor's CPU int4 lowering passes the group size as an unnamed int64 scalar constant.
+            constants[name] = torch.tensor(GROUP)
+    return constants
+
+
+class Package:
+    """A loaded package, given `model`'s tensors as its constants, called with its flat tensors.
+    PyTorch's loader is used directly: the wrapper `torch._inductor.aoti_load_package` imports Inductor
+    (1 s) and parses the call spec on every call."""
+
+    def __init__(self, path: Path, model: Transformer):
         self.loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+        # user_managed: the package reads these tensors where they are (they live as long as `model`);
+        # check_full_update: every constant not folded at load must be given.
+        self.loader.load_constants(shared_constants(model, self.loader.get_constant_fqns()), use_inactive=False,
+                                   check_full_update=True, user_managed=True)
 
     def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
         return self.loader.boxed_run(list(tensors))[0]
@@ -130,16 +191,19 @@ class AotDecodeStep:
         return self.package(tokens.contiguous(), positions.contiguous(), torch.tensor([start]), full, *kv)
 
 
-def aot_decode_step(model: Transformer, directory: Path, mode: str,
+def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool = True,
                     log: Callable[[str], None] = print) -> AotDecodeStep | None:
-    """The packaged step of `model` (quantized as `mode`), built into `directory` on first use; None,
-    with a note, where building or loading fails (the caller then decodes eagerly)."""
+    """The packaged step of `model` (quantized as `mode`), built into `directory` on first use (with
+    `build`; without, None when there is no package yet); None, with a note, where building or
+    loading fails (the caller then decodes eagerly)."""
     try:
         path = package_path(directory, mode)
         if not path.exists():
+            if not build:
+                return None
             log("building the ahead-of-time decode step (once for this model and quantization: about a minute) ...")
             build_package(model, path)
-        return AotDecodeStep(model, Package(path))
+        return AotDecodeStep(model, Package(path, model))
     except Exception as e:  # noqa: BLE001 (no compiler, an unsupported op, a damaged package)
         reason = (str(e).strip().splitlines() or [""])[0][:200]
         log(f"note: the ahead-of-time decode step is unavailable ({type(e).__name__}: {reason}); decoding eagerly")

@@ -72,7 +72,7 @@ class TextModel:
     @classmethod
     def load(cls, name_or_path: str = DEFAULT_TEXT_MODEL, device: str | None = None, dtype: str | None = None,
              quant: str | None = "auto", use_cache: bool = True, compile: bool = False,
-             aot: bool = False) -> TextModel:
+             aot: bool | None = None) -> TextModel:
         """A registry name ("smollm2"), a .gguf file or a Hugging Face folder.
 
         `quant` "auto" keeps a quantized GGUF's own precision on the CPU (int4 for Q4_*, int8 for
@@ -82,7 +82,9 @@ class TextModel:
         the one-token decode step on its first use (see `text.compiled`: 1.5-1.8x the eager int4 decode
         speed on the CPU, after a compile of about 8 s, minutes on a machine's first run). `aot` instead
         decodes through a step compiled ahead of time (`text.aot_step`: about 2x eager int4 on the CPU,
-        built once per model and quantization in about a minute, then loaded in 0.15 s).
+        built once per model and quantization in about a minute, then loaded in 0.15 s); None (the
+        default) uses such a step when one was built before (on the CPU, without `compile`, from the
+        cache that `use_cache` allows), and False decodes eagerly.
         """
         if compile and aot:
             raise InvalidParameterError("--compile and --aot are two ways to compile the decode step; pick one")
@@ -96,10 +98,10 @@ class TextModel:
         loaded = cls(model, bundle.tokenizer, bundle, info)
         if compile:
             loaded.decode_step = compiled_decode_step(model, log=lambda message: print(message, file=sys.stderr))
-        if aot:
+        if aot or (aot is None and use_cache and not compile and model.tok_embeddings.weight.device.type == "cpu"):
             loaded.decode_step = aot_decode_step(model, cache.cache_dir_for(bundle.sha256), info["quant"],
-                                                 log=lambda message: print(message, file=sys.stderr))
-        info["aot"] = loaded.decode_step is not None and aot
+                                                 build=bool(aot), log=lambda message: print(message, file=sys.stderr))
+        info["aot"] = isinstance(loaded.decode_step, AotDecodeStep)
         return loaded
 
     def warm_up(self, batches: bool = True) -> None:
