@@ -35,7 +35,7 @@ setup: $(VENV)/.setup
 setup-test: $(VENV)/.setup-test
 
 demo: setup
-	$(BIN)/luoxia generate --chat --max-new-tokens 120 "In two sentences, why is the sky blue?"
+	$(BIN)/luoxia generate --aot --chat --max-new-tokens 120 "In two sentences, why is the sky blue?"
 
 test: setup-test
 	$(BIN)/ruff check src tests benchmarks

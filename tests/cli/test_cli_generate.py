@@ -224,6 +224,7 @@ def test_aot_builds_the_step_once_then_loads_it_by_default(luoxia, tiny_raw_mode
     first = luoxia(*argv, "--aot")
     assert first.code == 0, first.err
     assert first.err_lines[0].startswith("building the ahead-of-time decode step")
+    assert first.err_lines[1].startswith("built it in ")
     assert "6 tokens" in first.err_lines[-1] and first.err_lines[-1].endswith(" aot]")
     again = luoxia(*argv, "--aot")
     assert again.code == 0 and again.out == first.out

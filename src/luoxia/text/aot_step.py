@@ -29,6 +29,8 @@ line and the model decodes eagerly.
 from __future__ import annotations
 
 import os
+import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,13 +101,15 @@ def build_package(model: Transformer, path: Path) -> None:
     columns = torch.export.Dim("cache", min=2, max=cache_limit(model))
     kv = example[4:]
     shapes = ({0: rows}, {0: rows}, None, {0: rows, 3: columns}, tuple({0: rows, 2: columns} for _ in kv))
-    with torch.no_grad():
-        program = torch.export.export(FlatStep(model), example, dynamic_shapes=shapes)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt2")  # the packager wants the .pt2 suffix
     try:
-        with torch._inductor.config.patch({"aot_inductor.package_constants_in_so": False,
-                                           "aot_inductor.use_runtime_constant_folding": True}):
+        # PyTorch's own deprecation warnings (its tree specs, pickled by the packager) are not the user's.
+        with (torch.no_grad(), warnings.catch_warnings(),
+              torch._inductor.config.patch({"aot_inductor.package_constants_in_so": False,
+                                            "aot_inductor.use_runtime_constant_folding": True})):
+            warnings.simplefilter("ignore", FutureWarning)
+            program = torch.export.export(FlatStep(model), example, dynamic_shapes=shapes)
             torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
         check_package(model, Package(tmp, model))
         os.replace(tmp, path)
@@ -202,7 +206,9 @@ def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool 
             if not build:
                 return None
             log("building the ahead-of-time decode step (once for this model and quantization: about a minute) ...")
+            t0 = time.perf_counter()
             build_package(model, path)
+            log(f"built it in {time.perf_counter() - t0:.0f} s; later runs load it, with or without --aot")
         return AotDecodeStep(model, Package(path, model))
     except Exception as e:  # noqa: BLE001 (no compiler, an unsupported op, a damaged package)
         reason = (str(e).strip().splitlines() or [""])[0][:200]
