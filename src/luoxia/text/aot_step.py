@@ -43,8 +43,9 @@ from luoxia.text.quant import GROUP, LAYOUT_VERSION, Int4Linear
 
 MAX_CACHE = 2048  # longer caches decode eagerly: the packaged step reads every column of the cache
 MAX_ROWS = 1024  # the largest batch a package takes (larger ones decode eagerly)
-# Part of the package's name. 2: the package takes the model's own weights at load (1 embedded a copy).
-PACKAGE_FORMAT = 2
+# Part of the package's name. 2: the package takes the model's own weights at load (1 embedded a copy);
+# 3: the caches it takes are float32 in a bfloat16 model (`Transformer.cache_dtype`).
+PACKAGE_FORMAT = 3
 # How far a new package's logits may be from the eager step's, as a fraction of the eager logits' range:
 # the package keeps float32 between fused operations where the eager bfloat16 model rounds (SmolLM2 int4:
 # 0.018); wrong weights or a miscompiled kernel are off by the whole range.
@@ -87,7 +88,7 @@ def cache_limit(model: Transformer) -> int:
 def example_inputs(model: Transformer, rows: int, length: int, start: int) -> tuple[torch.Tensor, ...]:
     """FlatStep's inputs for `rows` one-token rows writing column `start` of `length`-long caches."""
     c = model.config
-    dtype = model.tok_embeddings.weight.dtype
+    dtype = model.cache_dtype
     kv = [torch.zeros(rows, c.n_kv_heads, length, c.head_dim, dtype=dtype) for _ in range(2 * c.n_layers)]
     return (torch.zeros(rows, 1, dtype=torch.long), torch.zeros(rows, 1, dtype=torch.long), torch.tensor([start]),
             torch.ones(rows, 1, 1, length, dtype=torch.bool), *kv)

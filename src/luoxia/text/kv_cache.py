@@ -30,12 +30,12 @@ class KVCache:
         return self.k.shape[2]
 
     def update(self, start: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B, K, T, D) at positions [start, start+T); return the cache up to start+T, or all
-        of it when `start` is a tensor (fixed shapes for a CUDA graph, whose mask hides the rest)."""
+        """Write k, v (B, K, T, D) at positions [start, start+T), in the cache's dtype; return the cache up
+        to start+T, or all of it when `start` is a tensor (fixed shapes for a CUDA graph, whose mask hides the rest)."""
         if isinstance(start, torch.Tensor):
             index = start + torch.arange(k.shape[2], device=k.device)
-            self.k.index_copy_(2, index, k)
-            self.v.index_copy_(2, index, v)
+            self.k.index_copy_(2, index, k.to(self.k.dtype))
+            self.v.index_copy_(2, index, v.to(self.v.dtype))
             return self.k, self.v
         end = start + k.shape[2]
         self.k[:, :, start:end] = k
