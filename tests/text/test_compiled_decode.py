@@ -123,3 +123,25 @@ def test_warm_up_covers_a_continuous_batch(tiny_gqa3_dir):
         lone.step()
         lone.advance()
     assert graphs["unique_graphs"] == before
+
+
+def test_each_model_compiles_its_own_step(capfd):
+    """Two models of the class, one int4 and one w8a8 with the same caches: the second one compiles too
+    (sharing the first one's graph failed and left it eager) and gives its eager logits."""
+    from luoxia.text.compiled import compiled_decode_step
+    from luoxia.text.model import Transformer
+    from luoxia.text.model_config import TransformerConfig
+    from luoxia.text.quant import quantize
+
+    def one_step(model, step):
+        caches = model.new_caches(1, 8)
+        with torch.no_grad():
+            model(torch.tensor([[1, 2, 3]]), caches, 0)
+            return step(torch.tensor([[5]]), caches, 3).float()
+
+    config = TransformerConfig(vocab_size=128, dim=64, n_layers=2, n_heads=4, ffn_dim=128)
+    models = [quantize(Transformer(config).eval(), mode) for mode in ("int4", "w8a8")]
+    for model in models:
+        torch.testing.assert_close(one_step(model, compiled_decode_step(model)), one_step(model, model))
+    if shutil.which("g++"):
+        assert "torch.compile failed" not in capfd.readouterr().err

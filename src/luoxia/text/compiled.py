@@ -32,6 +32,7 @@ the step is traced with `specialize_float` (8 s).
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 
 import torch
@@ -46,6 +47,18 @@ def keep_argument_guards(entries: list) -> list[bool]:
     return [not str(entry.name).startswith(("self.", "self[", "type(self")) for entry in entries]
 
 
+def forward_of_its_own(model: Transformer) -> Callable:
+    """`model.forward` with a code object of its own. Dynamo keeps its graphs per code object and, with
+    the module guards dropped (`keep_argument_guards`), handed a second model of the class (another
+    quantization, another size with as many layers) the first one's graph, which failed on the first
+    call and left that model eager."""
+    forward = type(model).forward
+    own = types.FunctionType(forward.__code__.replace(), forward.__globals__, forward.__name__,
+                             forward.__defaults__, forward.__closure__)
+    own.__kwdefaults__ = forward.__kwdefaults__
+    return types.MethodType(own, model)
+
+
 def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print) -> Callable:
     """A function with the model's forward signature, compiled for one-token steps. Falls back to
     the eager model (with a note) where compiling fails, e.g. without a C++ compiler.
@@ -53,8 +66,9 @@ def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print)
     On CUDA the step is compiled for fixed shapes and replayed as a CUDA graph (`text.cuda_graph`)."""
     options = {"guard_filter_fn": keep_argument_guards}
     if model.tok_embeddings.weight.device.type == "cuda":
-        return GraphedDecodeStep(model, compile_or_eager(model, log, "decoding", dynamic=False, options=options))
+        return GraphedDecodeStep(model, compile_or_eager(forward_of_its_own(model), log, "decoding", dynamic=False,
+                                                         options=options))
     if model.tok_embeddings.weight.device.type == "cpu":
         options["cpp_wrapper"] = True
     constant_floats = torch._dynamo.config.patch(specialize_float=True)  # floats: see the module notes
-    return constant_floats(compile_or_eager(model, log, "decoding", dynamic=True, options=options))
+    return constant_floats(compile_or_eager(forward_of_its_own(model), log, "decoding", dynamic=True, options=options))
