@@ -125,7 +125,7 @@ def test_warm_up_covers_a_continuous_batch(tiny_gqa3_dir):
     assert graphs["unique_graphs"] == before
 
 
-def test_each_model_compiles_its_own_step(capfd):
+def test_each_model_compiles_its_own_step():
     """Two models of the class, one int4 and one w8a8 with the same caches: the second one compiles too
     (sharing the first one's graph failed and left it eager) and gives its eager logits."""
     from luoxia.text.compiled import compiled_decode_step
@@ -139,9 +139,17 @@ def test_each_model_compiles_its_own_step(capfd):
             model(torch.tensor([[1, 2, 3]]), caches, 0)
             return step(torch.tensor([[5]]), caches, 3).float()
 
-    config = TransformerConfig(vocab_size=128, dim=64, n_layers=2, n_heads=4, ffn_dim=128)
-    models = [quantize(Transformer(config).eval(), mode) for mode in ("int4", "w8a8")]
-    for model in models:
-        torch.testing.assert_close(one_step(model, compiled_decode_step(model)), one_step(model, model))
-    if shutil.which("g++"):
-        assert "torch.compile failed" not in capfd.readouterr().err
+    def random_model(mode: str) -> Transformer:
+        model = Transformer(TransformerConfig(vocab_size=128, dim=64, n_layers=2, n_heads=4, ffn_dim=128))
+        model.init_weights()  # embeddings are created uninitialised (loaders fill them)
+        return quantize(model.eval(), mode)
+
+    torch.manual_seed(0)
+    for mode in ("int4", "w8a8"):  # one after the other, as the speed benchmark loads them
+        model = random_model(mode)
+        # int4 computes in bfloat16: compiled and eager round differently (one bfloat16 step at ~1.0)
+        notes = []
+        step = compiled_decode_step(model, log=notes.append)
+        torch.testing.assert_close(one_step(model, step), one_step(model, model), atol=1e-2, rtol=1e-2)
+        if shutil.which("g++"):
+            assert notes == [], mode
