@@ -4,7 +4,7 @@ What `--aot` (`src/luoxia/text/aot_step.py`) runs: `torch.export` traces the one
 embedded SmolLM2-135M-Instruct (quantized as `--quant`), AOTInductor compiles it into a `.pt2` package
 (a shared library plus the packed weights), and a fresh process loads it without tracing or compiling.
 Unlike `--compile` (`torch.compile`), no Dynamo guards run per token and nothing compiles at load.
-The step attends over the whole preallocated cache with a mask (see the module). Rows: batch 1 (the
+The step's attention reads only the written columns of the cache (see the module). Rows: batch 1 (the
 32-token prompt of text_decode.py, greedy, --new-tokens) and batch 16 (16 rotations of the prompt, 64
 new tokens), each the median of --repeats, the package and the eager model in turn; then how far the
 package's logits are from the same step run eagerly, and whether their greedy tokens agree.
@@ -35,10 +35,12 @@ from text_decode import HELD_OUT, PROMPT_TEXT, PROMPT_TOKENS, same_prefix  # noq
 BATCH = 16
 
 
-def decode(model: Transformer, step, prompts: list[list[int]], new_tokens: int) -> tuple[float, list[int]]:
-    """Greedy decoding of equally long prompts with `step` (None: the eager model); (tok/s, row 0's tokens)."""
+def decode(model: Transformer, step, prompts: list[list[int]], new_tokens: int,
+           cache: int = 0) -> tuple[float, list[int]]:
+    """Greedy decoding of equally long prompts with `step` (None: the eager model) into caches of `cache`
+    columns (default: prompt + new tokens, as `generate` makes them); (tok/s, row 0's tokens)."""
     rows, length = len(prompts), len(prompts[0]) + new_tokens
-    caches = model.new_caches(rows, length)
+    caches = model.new_caches(rows, max(cache, length))
     forward = model if step is None else step
     with torch.inference_mode():
         token = model(torch.tensor(prompts), caches, 0)[:, -1].argmax(-1, keepdim=True)
@@ -86,6 +88,8 @@ def main() -> None:
     parser.add_argument("--perplexity", action="store_true",
                         help="also the perplexity of the held-out texts, one token at a time (about 2 minutes)")
     parser.add_argument("--package", type=Path, help="build into (or reuse) this .pt2 instead of a temporary one")
+    parser.add_argument("--long-cache", type=int, default=4096, metavar="N",
+                        help="a batch-1 row with N-column caches, as a long --max-new-tokens makes (0: none)")
     args = parser.parse_args()
     loaded = TextModel.load("smollm2", quant=args.quant)
     model = loaded.model
@@ -102,8 +106,8 @@ def main() -> None:
         print(f"loaded it in {time.perf_counter() - t0:.2f} s")
         ids = loaded.tokenizer.encode(PROMPT_TEXT, add_special_tokens=False)[:PROMPT_TOKENS]
         batch = [ids[i:] + ids[:i] for i in range(BATCH)]
-        # The same fixed-shape step run eagerly is the package's reference; the plain eager step rounds
-        # differently (its attention reads only the written columns, without a mask).
+        # The same step run eagerly (a tensor start, a mask) is the package's reference; the plain eager step
+        # rounds differently (no mask, an integer start).
         gap = logits_gap(model, step, ids)
         aot_tokens = decode(model, step, [ids], args.new_tokens)[1]
         agree = {name: same_prefix(aot_tokens, decode(model, reference, [ids], args.new_tokens)[1])
@@ -120,11 +124,14 @@ def main() -> None:
         agree["(the eager model against the float32 model)"] = same_prefix(
             decode(model, None, [ids], args.new_tokens)[1], decode(float32, None, [ids], args.new_tokens)[1])
         rows = {}
-        for name, prompts, new in (("batch 1", [ids], args.new_tokens), (f"batch {BATCH}", batch, 64)):
+        cases = [("batch 1", [ids], args.new_tokens, 0), (f"batch {BATCH}", batch, 64, 0)]
+        if args.long_cache:
+            cases.append((f"batch 1, {args.long_cache}-column cache", [ids], args.new_tokens, args.long_cache))
+        for name, prompts, new, cache in cases:
             runs = {"aot": [], "eager": []}
             for _ in range(args.repeats):
-                runs["aot"].append(decode(model, step, prompts, new)[0])
-                runs["eager"].append(decode(model, None, prompts, new)[0])
+                runs["aot"].append(decode(model, step, prompts, new, cache)[0])
+                runs["eager"].append(decode(model, None, prompts, new, cache)[0])
             rows[name] = {k: statistics.median(v) for k, v in runs.items()}
     print(f"\nSmolLM2-135M-Instruct, --quant {args.quant}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; decode tok/s, median of {args.repeats}")

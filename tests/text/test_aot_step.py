@@ -46,10 +46,14 @@ def test_packaged_step_gives_the_eager_tokens(packaged, tiny_llama_dir, home, mo
 
 
 def test_packaged_logits_match_the_model(packaged):
+    """At the longest cache the package takes (the model's context), reading only the written columns: NaN in
+    the others (attention over them through a mask gives NaN) must not reach the logits."""
     model = packaged.model
-    caches = model.new_caches(2, 12)
+    caches = model.new_caches(2, model.config.max_seq_len)
     with torch.inference_mode():
         model(torch.tensor([[5, 9, 14, 3], [7, 7, 2, 8]]), caches, 0)
+        for cache in caches:
+            cache.k[:, :, 5:] = cache.v[:, :, 5:] = float("nan")
         reference = [(c.k.clone(), c.v.clone()) for c in caches]
         ours = packaged.decode_step(torch.tensor([[4], [6]]), caches, 4)
         for cache, (k, v) in zip(caches, reference):
@@ -99,6 +103,7 @@ def test_what_the_package_cannot_serve_runs_eagerly(packaged):
     step = AotDecodeStep(model, refuse)
     caches = model.new_caches(1, 8)
     with torch.inference_mode():
+        step(torch.tensor([[1]]), caches, 0)  # the first position
         step(torch.tensor([[1, 2, 3]]), caches, 0)  # several tokens at once (a prompt, a speculative check)
         views = [KVCache.of(c.k[:, :, ::2], c.v[:, :, ::2]) for c in caches]  # views of larger caches
         step(torch.tensor([[4]]), views, 3)

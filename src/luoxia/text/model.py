@@ -85,6 +85,8 @@ class Attention(nn.Module):
         q, k = qk.split((H, K), dim=1)  # (B, H, T, D), (B, K, T, D)
         if cache is not None:
             k, v = cache.update(start, k, v)  # (B, K, S, D), in the cache's dtype (`Transformer.cache_dtype`)
+            if mask is not None:  # its length: the columns to read (a packaged step reads only the written ones)
+                k, v = k[:, :, :mask.shape[-1]], v[:, :, :mask.shape[-1]]
         # Causal without an explicit mask only when queries and keys start together.
         is_causal = mask is None and T > 1 and k.shape[2] == T
         y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, is_causal=is_causal,
@@ -165,9 +167,10 @@ class Transformer(nn.Module):
         `caches` (one per layer) hold keys and values of positions [0, start); this call writes
         [start, start+T). `positions` (B, T) overrides the default start..start+T-1 (left-padded
         batches). `mask` (B, 1, T, S) is a boolean attention mask (True = attend), needed only
-        when some keys are padding; otherwise attention is plain causal. A tensor `start` attends
-        over the whole cache (fixed shapes, `text.cuda_graph`): `mask` must then hide the unwritten keys.
-        """
+        when some keys are padding; otherwise attention is plain causal. With a tensor `start`, attention
+        reads the cache's first S columns, S the mask's length: the whole cache in a CUDA graph (fixed
+        shapes, `text.cuda_graph`, where `mask` hides the unwritten keys), the written ones in a
+        packaged step (`text.aot_step`)."""
         B, T = tokens.shape
         if positions is None:
             positions = start + torch.arange(T, device=tokens.device)
