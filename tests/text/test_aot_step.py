@@ -4,6 +4,8 @@ what it cannot serve, and a package that cannot load costs a note, not the run."
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -92,6 +94,25 @@ def test_a_built_package_is_used_by_default_and_never_built_by_default(packaged,
     fresh = TextModel.load(str(tiny_llama_dir), quant="none")
     assert fresh.decode_step is None and not list(tmp_path.rglob("*.pt2"))
     assert "ahead-of-time" not in capfd.readouterr().err
+
+
+def test_an_outdated_package_is_named_then_replaced(packaged, tiny_llama_dir, home, tmp_path, monkeypatch, capfd):
+    """After an upgrade the default load says why the old package is not used; a build removes it."""
+    from luoxia.text import aot_step
+    from luoxia.text.pipeline import TextModel
+
+    monkeypatch.setenv("LUOXIA_HOME", str(tmp_path))
+    directory = tmp_path / "weights" / packaged.sha256
+    directory.mkdir(parents=True)
+    outdated = package_path(directory, "none", aot_step.PACKAGE_FORMAT - 1)
+    outdated.write_bytes(b"a package of the format before")
+    capfd.readouterr()
+    assert TextModel.load(str(tiny_llama_dir), quant="none").decode_step is None
+    assert "run once with --aot to rebuild it" in capfd.readouterr().err
+    built = package_path(home / "weights" / packaged.sha256, "none")
+    monkeypatch.setattr(aot_step, "build_package", lambda model, path: shutil.copy(built, path))  # no second build
+    rebuilt = TextModel.load(str(tiny_llama_dir), quant="none", aot=True)
+    assert rebuilt.load_info["aot"] and not outdated.exists()
 
 
 def test_what_the_package_cannot_serve_runs_eagerly(packaged):

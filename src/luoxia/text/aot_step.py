@@ -77,9 +77,15 @@ def cpu_tag() -> str:
     return tag + "".join(f"-{name}" for name in ("vnni", "amx") if f" {name}" in flags or f"_{name}" in flags)
 
 
-def package_path(directory: Path, mode: str) -> Path:
+def package_path(directory: Path, mode: str, package_format: int = PACKAGE_FORMAT) -> Path:
     """Where the package of a model quantized as `mode` lives, in its cache `directory`."""
-    return directory / f"decode.{mode}.v{LAYOUT_VERSION}.p{PACKAGE_FORMAT}.torch-{torch.__version__}.{cpu_tag()}.pt2"
+    return directory / f"decode.{mode}.v{LAYOUT_VERSION}.p{package_format}.torch-{torch.__version__}.{cpu_tag()}.pt2"
+
+
+def outdated_packages(directory: Path, mode: str) -> list[Path]:
+    """Packages of `mode` in `directory` this luoxia cannot use: another layout, format, torch or CPU."""
+    current = package_path(directory, mode)
+    return [p for p in sorted(directory.glob(f"decode.{mode}.*.pt2")) if p != current]
 
 
 def cache_limit(model: Transformer) -> int:
@@ -204,11 +210,16 @@ def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool 
         path = package_path(directory, mode)
         if not path.exists():
             if not build:
+                if outdated_packages(directory, mode):  # the user built one before: say why it is not used
+                    log("note: the ahead-of-time decode step was built by another version of luoxia or torch; "
+                        "run once with --aot to rebuild it (about a minute); decoding eagerly")
                 return None
             log("building the ahead-of-time decode step (once for this model and quantization: about a minute) ...")
             t0 = time.perf_counter()
             build_package(model, path)
             log(f"built it in {time.perf_counter() - t0:.0f} s; later runs load it, with or without --aot")
+            for old in range(1, PACKAGE_FORMAT):  # this luoxia's earlier formats (other torch versions or CPUs stay)
+                package_path(directory, mode, old).unlink(missing_ok=True)
         return AotDecodeStep(model, Package(path, model))
     except Exception as e:  # noqa: BLE001 (no compiler, an unsupported op, a damaged package)
         reason = (str(e).strip().splitlines() or [""])[0][:200]
