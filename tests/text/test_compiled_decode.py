@@ -147,9 +147,9 @@ def test_each_model_compiles_its_own_step():
     torch.manual_seed(0)
     for mode in ("int4", "w8a8"):  # one after the other, as the speed benchmark loads them
         model = random_model(mode)
-        # int4 computes in bfloat16: compiled and eager round differently (one bfloat16 step at ~1.0)
         notes = []
         step = compiled_decode_step(model, log=notes.append)
+        # int4 computes in bfloat16: compiled and eager round differently (one bfloat16 step at ~1.0)
         torch.testing.assert_close(one_step(model, step), one_step(model, model), atol=1e-2, rtol=1e-2)
         if shutil.which("g++"):
             assert notes == [], mode
