@@ -29,14 +29,16 @@ class KVCache:
     def max_len(self) -> int:
         return self.k.shape[2]
 
-    def update(self, start: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, start: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               read: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, K, T, D) at positions [start, start+T), in the cache's dtype; return the cache up
-        to start+T, or all of it when `start` is a tensor (fixed shapes for a CUDA graph, whose mask hides the rest)."""
+        to start+T or, when `start` is a tensor, its first `read` columns (default all: fixed shapes for a CUDA
+        graph, whose mask hides the rest; a packaged step reads only the written ones, `text.aot_step`)."""
         if isinstance(start, torch.Tensor):
             index = start + torch.arange(k.shape[2], device=k.device)
             self.k.index_copy_(2, index, k.to(self.k.dtype))
             self.v.index_copy_(2, index, v.to(self.v.dtype))
-            return self.k, self.v
+            return self.k[:, :, :read], self.v[:, :, :read]
         end = start + k.shape[2]
         self.k[:, :, start:end] = k
         self.v[:, :, start:end] = v

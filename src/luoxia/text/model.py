@@ -84,9 +84,8 @@ class Attention(nn.Module):
             qk = apply_rope(qk, *rope)  # queries and keys in one pass: fewer small ops per step
         q, k = qk.split((H, K), dim=1)  # (B, H, T, D), (B, K, T, D)
         if cache is not None:
-            k, v = cache.update(start, k, v)  # (B, K, S, D), in the cache's dtype (`Transformer.cache_dtype`)
-            if mask is not None:  # its length: the columns to read (a packaged step reads only the written ones)
-                k, v = k[:, :, :mask.shape[-1]], v[:, :, :mask.shape[-1]]
+            # (B, K, S, D), in the cache's dtype (`Transformer.cache_dtype`); S the mask's length if there is one
+            k, v = cache.update(start, k, v, read=None if mask is None else mask.shape[-1])
         # Causal without an explicit mask only when queries and keys start together.
         is_causal = mask is None and T > 1 and k.shape[2] == T
         y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, is_causal=is_causal,
