@@ -10,8 +10,8 @@ the same number of torch threads. Measured per engine:
 
     prefill tok/s   32 / (time from the generate call to the first new token)
     decode tok/s    127 / (time from the first new token to the last)
-                    median of --repeats runs after one warm-up; both models live in this
-                    process and their runs alternate, so background load hits both alike
+                    median of --repeats runs after one warm-up; the engines' runs alternate (llama.cpp's
+                    in a child process that stays loaded), so background load hits them alike
     TTFT cold s     wall time from starting a fresh Python process (imports included) to its
                     first new token; ours with an empty $LUOXIA_HOME, so the GGUF is dequantized
                     (not for +aot rows: the package is built once, by --aot, never by a default load)
@@ -33,7 +33,8 @@ the model they compile, run eagerly). For every row the script also measures, be
 held-out Debian license texts (1024 tokens each) as a ratio to the float32 model's, and, for the
 quantized rows, the total decode tokens/s of 16 prompts decoded as one batch (--batch-tokens
 each). When llama-cpp-python is importable (`pip install 'luoxia[llamacpp]'`) a llama.cpp row runs
-the same GGUF file, still quantized, in child processes.
+the same GGUF file, still quantized, in a child process whose runs alternate with ours; its ratio is
+printed twice: of the medians, and the median of the run-by-run ratios.
 
     .venv/bin/python benchmarks/text_decode.py [--repeats 3] [--variants float32,int8,int4] [--skip-cold]
 
@@ -162,6 +163,37 @@ def llama_generate(llm, ids: list[int], new_tokens: int) -> tuple[float, float, 
     return stamps[0] - t0, stamps[-1] - stamps[0], tokens
 
 
+class LlamaCppChild:
+    """llama.cpp loaded once in a child process (possibly another Python: --llamacpp-python) that decodes
+    on request, so its timed runs alternate with ours like an engine of this process."""
+
+    def __init__(self, args: argparse.Namespace, model: str, python: str):
+        cmd = [python, str(Path(__file__).resolve()), "--child", LLAMA, "--serve", "--model", model,
+               "--threads", str(args.threads), "--new-tokens", str(args.new_tokens), "--ids", "0"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # stderr: ours
+        self.read()  # the load report
+
+    def generate(self, ids: list[int], new_tokens: int) -> tuple[float, float, list[int]]:
+        self.proc.stdin.write(json.dumps({"ids": ids, "new_tokens": new_tokens}) + "\n")
+        self.proc.stdin.flush()
+        prefill_s, decode_s, tokens = self.read()
+        return prefill_s, decode_s, tokens
+
+    def read(self):
+        for line in self.proc.stdout:
+            if line.startswith(CHILD_MARK):
+                return json.loads(line.removeprefix(CHILD_MARK))
+        sys.exit(f"the llama.cpp child process stopped (exit {self.proc.wait()}); its error output is above")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def llamacpp_generate(child: LlamaCppChild, ids: list[int], new_tokens: int) -> tuple[float, float, list[int]]:
+    return child.generate(ids, new_tokens)
+
+
 # --- child processes: load, first token, report -------------------------------------------------
 
 def child_main(args: argparse.Namespace) -> None:
@@ -175,9 +207,14 @@ def child_main(args: argparse.Namespace) -> None:
         llm = Llama(model_path=args.model, n_threads=args.threads, n_threads_batch=args.threads,
                     n_ctx=len(ids) + args.new_tokens + 16, verbose=False)
         t_loaded = time.time()
+        if args.serve:  # one JSON request per line on stdin, one report line per request; EOF ends it
+            print(CHILD_MARK + json.dumps({"loaded_s": t_loaded - t_imported}), flush=True)
+            for line in sys.stdin:
+                request = json.loads(line)
+                print(CHILD_MARK + json.dumps(llama_generate(llm, request["ids"], request["new_tokens"])), flush=True)
+            return
         llm.reset()
         first = int(next(llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0)))
-        generate, model = llama_generate, llm
     else:
         import torch
 
@@ -193,7 +230,6 @@ def child_main(args: argparse.Namespace) -> None:
             steps = decode_steps(loaded.model, [ids], GenerationConfig(max_new_tokens=1, ignore_eos=True),
                                  eos_ids=[], pad_id=0)
             first = int(next(steps)[0])
-            generate, model = ours_generate, loaded
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -205,13 +241,9 @@ def child_main(args: argparse.Namespace) -> None:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **where).eval()
             t_loaded = time.time()
             first = hf_generate(model, ids, 1)[2][0]
-            generate = hf_generate
     t_first = time.time()
     report.update(t_imported=t_imported, t_loaded=t_loaded, t_first=t_first, first_token=first,
                   peak_rss_mb=peak_rss_mb())
-    if args.throughput:  # engines this process cannot import measure their speed in the child too
-        generate(model, ids, args.new_tokens)  # warm-up
-        report["runs"] = [generate(model, ids, args.new_tokens) for _ in range(args.repeats)]
     print(CHILD_MARK + json.dumps(report), flush=True)
 
 
@@ -228,13 +260,11 @@ def peak_rss_mb() -> float:
 
 
 def run_child(engine: str, args: argparse.Namespace, ids: list[int], model: str, home: Path | None,
-              python: str = sys.executable, variant: str = "float32", throughput: bool = False, tag: str = "") -> dict:
+              python: str = sys.executable, variant: str = "float32", tag: str = "") -> dict:
     """Start this script as a child; return its report with ttft_s and load_s as seen from outside."""
     cmd = [python, str(Path(__file__).resolve()), "--child", engine, "--model", model, "--variant", variant,
            "--threads", str(args.threads), "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats),
            "--ids", ",".join(map(str, ids))]
-    if throughput:
-        cmd.append("--throughput")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     env.pop("TQDM_DISABLE", None)  # children show what a user sees
     if home is not None:
@@ -436,6 +466,16 @@ def bench(args: argparse.Namespace) -> dict:
         engines["transformers float32"] = (hf_generate, hf)
         hf_ids = hf_tok(PROMPT_TEXT, add_special_tokens=False)["input_ids"][:PROMPT_TOKENS]
 
+        llama_python = args.llamacpp_python or sys.executable
+        llama_note, llama = "not installed (pip install 'luoxia[llamacpp]')", None
+        if path.suffix.lower() != ".gguf":
+            llama_note = "skipped (the model is not a GGUF file)"
+        elif llamacpp_available(llama_python):
+            print("loading llama.cpp (in a child process) ...", flush=True)
+            llama = LlamaCppChild(args, str(path), llama_python)
+            engines["llama.cpp Q4_1"] = (llamacpp_generate, llama)
+            llama_note = f"ran with {llama_python}, its runs alternating with ours"
+
         # Alternate the engines run by run, so a burst of background load hits them alike.
         runs: dict[str, list] = {name: [] for name in engines}
         warm_up_s = {}
@@ -470,7 +510,9 @@ def bench(args: argparse.Namespace) -> dict:
                           for _ in range(args.repeats)]
                 rows[name]["batch_decode_tok_s"] = statistics.median(decode)
                 rows[name]["batch_ratio"] = rows[name]["batch_decode_tok_s"] / rows[name]["decode_tok_s"]
-        del ours, hf, engines, model, loaded  # free the memory before the child processes run
+        if llama is not None:
+            llama.close()
+        del ours, hf, engines, model, loaded, llama  # free the memory before the child processes run
         gc.collect()
 
         print("fresh processes (time to first token) ...", flush=True)
@@ -486,18 +528,8 @@ def bench(args: argparse.Namespace) -> dict:
             rows[f"luoxia {DEFAULT_VARIANT}"].update(cli_first_output(args, warm_home))
             rows[f"luoxia {DEFAULT_VARIANT}"].update(chat_prompt_line(args, warm_home))
 
-        llama_python = args.llamacpp_python or sys.executable
-        llama_note = "not installed (pip install 'luoxia[llamacpp]')"
-        if path.suffix.lower() != ".gguf":
-            llama_note = "skipped (the model is not a GGUF file)"
-        elif llamacpp_available(llama_python):
-            print("llama.cpp ...", flush=True)
-            llama_report = run_child(LLAMA, args, ids, str(path), None, python=llama_python, throughput=True,
-                                     tag="throughput")
-            row = throughput("llama.cpp Q4_1", [tuple(r) for r in llama_report["runs"]], args.new_tokens)
-            row.update(cold_and_warm(LLAMA, args, ids, str(path), work, None, python=llama_python))
-            rows["llama.cpp Q4_1"] = row
-            llama_note = f"ran with {llama_python}"
+        if "llama.cpp Q4_1" in rows:
+            rows["llama.cpp Q4_1"].update(cold_and_warm(LLAMA, args, ids, str(path), work, None, python=llama_python))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -521,10 +553,13 @@ def bench(args: argparse.Namespace) -> dict:
                                   ours_row[ttft] <= TARGET_WARM_TTFT_S,
                                   "row": default + (" (luoxia generate)" if ttft.startswith("cli") else "")}
     if "llama.cpp Q4_1" in rows:
-        llama = rows["llama.cpp Q4_1"]["decode_tok_s"]
+        llama_row = rows["llama.cpp Q4_1"]
         for name in dict.fromkeys([default, fastest]):
-            ratio = rows[name]["decode_tok_s"] / llama
+            ratio = rows[name]["decode_tok_s"] / llama_row["decode_tok_s"]
             ratios[name]["decode_vs_llamacpp"] = ratio
+            # Run r of ours against run r of llama.cpp, back to back: what a burst of load touches it touches alike.
+            ratios[name]["decode_vs_llamacpp_paired"] = statistics.median(
+                o / t for o, t in zip(rows[name]["decode_runs_tok_s"], llama_row["decode_runs_tok_s"]))
             targets[f"llamacpp_ratio {name}"] = {"target": TARGET_LLAMACPP_RATIO, "value": ratio, "row": name,
                                                  "met": ratio >= TARGET_LLAMACPP_RATIO}
     batched = [n for n in rows if "batch_ratio" in rows[n]]
@@ -590,7 +625,8 @@ def report(result: dict) -> None:
                                                       else ""))
     print()
     for name, r in ratios.items():
-        vs_llama = f", decode {r['decode_vs_llamacpp']:.2f}x llama.cpp" if "decode_vs_llamacpp" in r else ""
+        vs_llama = (f", decode {r['decode_vs_llamacpp']:.2f}x llama.cpp (median of the run-by-run ratios "
+                    f"{r['decode_vs_llamacpp_paired']:.2f}x)" if "decode_vs_llamacpp" in r else "")
         print(f"{name}/transformers: decode {r['decode']:.2f}x (best runs {r['decode_best']:.2f}x), "
               f"prefill {r['prefill']:.2f}x (best runs {r['prefill_best']:.2f}x){vs_llama}")
     noisy = [name for name, r in rows.items() if r["decode_spread"] > 1.5]
@@ -632,7 +668,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a Python that can import llama_cpp, for the llama.cpp row (default: this one)")
     p.add_argument("--child", choices=(OURS, HF, LLAMA), help=argparse.SUPPRESS)
     p.add_argument("--ids", help=argparse.SUPPRESS)
-    p.add_argument("--throughput", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats < 1 or args.new_tokens < 2 or args.batch_tokens < 2 or args.threads < 1:
         p.error("--repeats and --threads must be >= 1, --new-tokens and --batch-tokens >= 2")
