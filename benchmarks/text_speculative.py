@@ -62,9 +62,9 @@ def ours(variant: str, prompts: dict[str, list[int]], args) -> dict:
     from luoxia.text.pipeline import TextModel
     from luoxia.text.speculative import SpeculationStats, speculative_steps
 
-    quant, _, compiled = variant.partition("+")
-    loaded = TextModel.load(args.model, device="cpu", quant=quant, compile=compiled == "compile")
-    loaded.warm_up()  # compiles the one-token step first, when compiled (drafts are checked eagerly)
+    quant, _, step = variant.partition("+")  # step: "", "compile" or "aot" (a built package; eager without)
+    loaded = TextModel.load(args.model, device="cpu", quant=quant, compile=step == "compile", aot=step == "aot")
+    loaded.warm_up()  # compiles the steps first, when compiled
     eos = loaded.tokenizer.eos_ids
 
     def run(ids: list[int], lookup: int) -> tuple[float, list[int], dict | None]:
@@ -180,7 +180,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--variants", default="int4,w8a8",
-                    help="our quantizations to run (TextModel.load quant=), '+compile' for a compiled step")
+                    help="our quantizations to run (TextModel.load quant=), '+compile' for a compiled step, "
+                         "'+aot' for the package compiled ahead of time (built on first use); without, eager")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--lookup", type=int, default=8, help="draft tokens per step")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from luoxia.core.errors import InvalidParameterError
-from luoxia.text.aot_step import AotDecodeStep, package_path
+from luoxia.text.aot_step import MAX_TOKENS, AotDecodeStep, package_path
 from luoxia.text.kv_cache import KVCache
 
 
@@ -63,6 +63,41 @@ def test_packaged_logits_match_the_model(packaged):
             cache.v.copy_(v)
         theirs = model(torch.tensor([[4], [6]]), caches, 4)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_draft_checks_go_through_the_package(packaged):
+    """Several tokens after cached ones (a speculative check: the newest token and a draft) with the causal mask
+    speculative decoding passes, or none, give the eager model's logits; prompt lookup gives the eager tokens."""
+    from luoxia.text.generate import GenerationConfig, decode_steps
+    from luoxia.text.speculative import SpeculationStats, speculative_steps
+
+    model = packaged.model
+    calls = []
+    package = packaged.decode_step.package
+    step = AotDecodeStep(model, lambda *tensors: calls.append(tensors[0].shape) or package(*tensors))
+    caches = model.new_caches(2, 24)
+    new = torch.tensor([[4, 8, 1, 6], [6, 2, 2, 9]])
+    causal = torch.ones(4, 9, dtype=torch.bool).tril(5).expand(2, 1, 4, 9)
+    with torch.inference_mode():
+        model(torch.tensor([[5, 9, 14, 3, 2], [7, 7, 2, 8, 1]]), caches, 0)
+        saved = [(c.k.clone(), c.v.clone()) for c in caches]
+        for mask in (causal, None):
+            ours = step(new, caches, 5, None, mask)
+            for cache, (k, v) in zip(caches, saved):
+                cache.k.copy_(k)
+                cache.v.copy_(v)
+            torch.testing.assert_close(ours, model(new, caches, 5, None, mask), atol=1e-4, rtol=1e-4)
+    assert calls == [(2, 4), (2, 4)]
+
+    ids = packaged.tokenizer.encode("the cat sat on the mat")
+    plain = [int(t[0]) for t in decode_steps(model, [ids], GenerationConfig(max_new_tokens=16, ignore_eos=True), [], 0)]
+    config = GenerationConfig(max_new_tokens=16, ignore_eos=True, prompt_lookup_num_tokens=6)
+    stats = SpeculationStats()
+    calls.clear()
+    with torch.inference_mode():  # the answer as the prediction: drafts that the model keeps
+        through = list(speculative_steps(model, ids, config, [], stats=stats, one_token_forward=step, prediction=plain))
+    assert through == plain
+    assert stats.drafted and any(shape[1] > 1 for shape in calls)  # drafts were checked by the package
 
 
 def test_later_loads_reuse_the_package(packaged, tiny_llama_dir, home, monkeypatch, capfd):
@@ -125,7 +160,9 @@ def test_what_the_package_cannot_serve_runs_eagerly(packaged):
     caches = model.new_caches(1, 8)
     with torch.inference_mode():
         step(torch.tensor([[1]]), caches, 0)  # the first position
-        step(torch.tensor([[1, 2, 3]]), caches, 0)  # several tokens at once (a prompt, a speculative check)
+        step(torch.tensor([[1, 2, 3]]), caches, 0)  # a prompt
+        long = model.new_caches(1, MAX_TOKENS + 4)  # more tokens at once than the package takes
+        step(torch.arange(MAX_TOKENS + 1)[None], long, 1)
         views = [KVCache.of(c.k[:, :, ::2], c.v[:, :, ::2]) for c in caches]  # views of larger caches
         step(torch.tensor([[4]]), views, 3)
         longer = model.new_caches(1, model.config.max_seq_len + 8)  # past the lengths it was exported for

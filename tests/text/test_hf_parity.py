@@ -54,7 +54,11 @@ def test_cached_decoding_matches_full_forward(pair):
         caches = model.new_caches(1, 24)
         steps = [model(tokens[:, :16], caches, 0)]
         steps += [model(tokens[:, i:i + 1], caches, i) for i in range(16, 24)]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+        # Several tokens after cached ones, without a mask: causal too (each sees keys up to its own position).
+        chunks = [model(tokens[:, :10], caches, 0), model(tokens[:, 10:13], caches, 10),
+                  model(tokens[:, 13:], caches, 13)]
+    torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
 def test_bfloat16_model_caches_in_float32_on_the_cpu(pair):

@@ -9,12 +9,16 @@ project's 2-core CPU the embedded model's int4 step decodes at about twice the e
 (`benchmarks/text_decode_aot.py`); the first build takes about a minute.
 
 The write position is a tensor (keys and values are written with `index_copy_`), and the mask's length
-says how many columns of the cache attention reads: the written ones. Batch size, cache length and
-mask length are dynamic, so one package serves every generation up to the model's context. (Format 3
-read the whole preallocated cache through a mask, like the CUDA graph: at a 4096-column cache, 128
-tokens after a 32-token prompt decoded at 33 tokens/s against 116 now, 1.08x faster at 160 columns.)
-What the package cannot serve runs the eager model: several tokens at once (prompts, speculative
-checks), caches that are views (not contiguous), the first position.
+says how many columns of the cache attention reads: the written ones. Batch size, token count (1 to
+MAX_TOKENS), cache length and mask length are dynamic, so one package serves every generation up to the
+model's context, speculative decoding's draft checks included. (Format 3 read the whole preallocated
+cache through a mask, like the CUDA graph: at a 4096-column cache, 128 tokens after a 32-token prompt
+decoded at 33 tokens/s against 116 now, 1.08x faster at 160 columns. Format 4 took one token: a
+nine-token draft check of the embedded int4 model ran eagerly, 33.6 ms against 25.2 ms through this
+package, whose one-token steps decode 128 tokens at 135.0 tokens/s against format 4's 137.1, median
+of 9 alternating runs.) What the package cannot serve runs the
+eager model: prompts (from the first position, or longer than MAX_TOKENS), caches that are views (not
+contiguous).
 
 The package holds code, not weights: it is built without its constants and, when loaded, given the
 loaded model's own tensors (AOTInductor's user-managed constants), so it costs 4 MB on disk and no
@@ -44,10 +48,11 @@ from luoxia.text.model import Transformer
 from luoxia.text.quant import GROUP, LAYOUT_VERSION, Int4Linear
 
 MAX_ROWS = 1024  # the largest batch a package takes (larger ones decode eagerly)
+MAX_TOKENS = 16  # the most tokens per row a call takes: a step, or a speculative check of up to 15 drafted tokens
 # Part of the package's name. 2: the package takes the model's own weights at load (1 embedded a copy);
 # 3: the caches it takes are float32 in a bfloat16 model (`Transformer.cache_dtype`); 4: the mask covers
-# only the written columns, and attention reads only those.
-PACKAGE_FORMAT = 4
+# only the written columns, and attention reads only those; 5: up to MAX_TOKENS tokens a call.
+PACKAGE_FORMAT = 5
 # How far a new package's logits may be from the eager step's, as a fraction of the eager logits' range:
 # the package keeps float32 between fused operations where the eager bfloat16 model rounds (SmolLM2 int4:
 # 0.018); wrong weights or a miscompiled kernel are off by the whole range.
@@ -93,24 +98,32 @@ def cache_limit(model: Transformer) -> int:
     return max(model.config.max_seq_len, 4)
 
 
-def example_inputs(model: Transformer, rows: int, length: int, start: int) -> tuple[torch.Tensor, ...]:
-    """FlatStep's inputs for `rows` one-token rows writing column `start` of `length`-long caches."""
+def example_inputs(model: Transformer, rows: int, tokens: int, length: int, start: int) -> tuple[torch.Tensor, ...]:
+    """FlatStep's inputs for `rows` rows of `tokens` tokens writing from column `start` of `length`-long caches."""
     c = model.config
     dtype = model.cache_dtype
     kv = [torch.zeros(rows, c.n_kv_heads, length, c.head_dim, dtype=dtype) for _ in range(2 * c.n_layers)]
-    return (torch.zeros(rows, 1, dtype=torch.long), torch.zeros(rows, 1, dtype=torch.long), torch.tensor([start]),
-            torch.ones(rows, 1, 1, start + 1, dtype=torch.bool), *kv)
+    return (torch.zeros(rows, tokens, dtype=torch.long), torch.zeros(rows, tokens, dtype=torch.long),
+            torch.tensor([start]), causal_mask(rows, tokens, start), *kv)
+
+
+def causal_mask(rows: int, tokens: int, start: int) -> torch.Tensor:
+    """(rows, 1, tokens, start + tokens): token i (at position start + i) attends to positions up to its own."""
+    mask = torch.ones(tokens, start + tokens, dtype=torch.bool).tril(diagonal=start)
+    return mask.expand(rows, 1, tokens, start + tokens).contiguous()
 
 
 def build_package(model: Transformer, path: Path) -> None:
-    """Export the step with dynamic batch and cache length, compile it into `path` without its weights,
-    and check it against the eager step; `path` is written whole or not at all."""
-    example = example_inputs(model, rows=2, length=64, start=3)
+    """Export the step with dynamic batch, token count and cache length, compile it into `path` without
+    its weights, and check it against the eager step; `path` is written whole or not at all."""
+    example = example_inputs(model, rows=2, tokens=2, length=64, start=3)
     rows = torch.export.Dim("batch", min=1, max=MAX_ROWS)
+    tokens = torch.export.Dim("tokens", min=1, max=MAX_TOKENS)
     columns = torch.export.Dim("cache", min=2, max=cache_limit(model))
     kv = example[4:]
     seen = torch.export.Dim("seen", min=2, max=cache_limit(model))
-    shapes = ({0: rows}, {0: rows}, None, {0: rows, 3: seen}, tuple({0: rows, 2: columns} for _ in kv))
+    shapes = ({0: rows, 1: tokens}, {0: rows, 1: tokens}, None, {0: rows, 2: tokens, 3: seen},
+              tuple({0: rows, 2: columns} for _ in kv))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt2")  # the packager wants the .pt2 suffix
     try:
@@ -128,21 +141,24 @@ def build_package(model: Transformer, path: Path) -> None:
 
 
 def check_package(model: Transformer, package: Package) -> None:
-    """Raise unless one step of `package` gives the eager model's logits (within CHECK_TOLERANCE)."""
+    """Raise unless a one-token and a three-token call of `package` give the eager model's logits (within
+    CHECK_TOLERANCE)."""
     generator = torch.Generator().manual_seed(0)
-    tokens = torch.randint(model.config.vocab_size, (3, 6), generator=generator)
+    tokens = torch.randint(model.config.vocab_size, (3, 8), generator=generator)
     caches = model.new_caches(3, 16)
     with torch.inference_mode():
         model(tokens[:, :5], caches, 0)
         saved = [(c.k.clone(), c.v.clone()) for c in caches]
-        ours = AotDecodeStep(model, package)(tokens[:, 5:], caches, 5).float()
-        for cache, (k, v) in zip(caches, saved):
-            cache.k.copy_(k)
-            cache.v.copy_(v)
-        theirs = model(tokens[:, 5:], caches, 5).float()
-    gap = float((ours - theirs).abs().max() / (theirs.max() - theirs.min()).clamp(min=1e-6))
-    if not gap <= CHECK_TOLERANCE:  # also catches NaN
-        raise RuntimeError(f"the compiled step's logits are {gap:.3f} of their range away from the eager step's")
+        for new in (tokens[:, 5:6], tokens[:, 5:]):
+            ours = AotDecodeStep(model, package)(new, caches, 5).float()
+            for cache, (k, v) in zip(caches, saved):
+                cache.k.copy_(k)
+                cache.v.copy_(v)
+            theirs = model(new, caches, 5).float()
+            gap = float((ours - theirs).abs().max() / (theirs.max() - theirs.min()).clamp(min=1e-6))
+            if not gap <= CHECK_TOLERANCE:  # also catches NaN
+                raise RuntimeError(f"the compiled step's logits are {gap:.3f} of their range away from the eager "
+                                   f"step's ({new.shape[1]} tokens a row)")
 
 
 def shared_constants(model: Transformer, names: list[str]) -> dict[str, torch.Tensor]:
@@ -178,8 +194,8 @@ class Package:
 
 
 class AotDecodeStep:
-    """A one-token forward (`decode_steps`' `one_token_forward`) through a loaded package; what the
-    package cannot serve (see the module notes) runs `model`."""
+    """The model's forward for decode steps and draft checks (`decode_steps`' `one_token_forward`) through a
+    loaded package; what the package cannot serve (see the module notes) runs `model`."""
 
     def __init__(self, model: Transformer, package: Callable[..., torch.Tensor]):
         self.model, self.package = model, package
@@ -188,14 +204,14 @@ class AotDecodeStep:
     def __call__(self, tokens: torch.Tensor, caches: list[KVCache], start: int,
                  positions: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         length = caches[0].max_len
-        if (tokens.shape[1] != 1 or not isinstance(start, int) or start < 1 or not 2 <= length <= self.max_cache
-                or tokens.shape[0] > MAX_ROWS or not all(c.k.is_contiguous() and c.v.is_contiguous() for c in caches)):
+        rows, count = tokens.shape
+        if (not 1 <= count <= MAX_TOKENS or not isinstance(start, int) or start < 1 or not 2 <= length <= self.max_cache
+                or rows > MAX_ROWS or not all(c.k.is_contiguous() and c.v.is_contiguous() for c in caches)):
             return self.model(tokens, caches, start, positions, mask)
-        rows = tokens.shape[0]
         if positions is None:
-            positions = torch.full((rows, 1), start, dtype=torch.long)
+            positions = (start + torch.arange(count)).expand(rows, count)
         if mask is None:  # causal, no padding: every written column
-            mask = torch.ones(rows, 1, 1, start + 1, dtype=torch.bool)
+            mask = causal_mask(rows, count, start)
         kv = [t for cache in caches for t in (cache.k, cache.v)]
         # The package reads its inputs with the strides of contiguous tensors.
         return self.package(tokens.contiguous(), positions.contiguous(), torch.tensor([start]), mask.contiguous(), *kv)
