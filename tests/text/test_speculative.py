@@ -125,6 +125,31 @@ def test_drafts_stop_at_max_new_tokens_and_eos(looping):
     assert stats.forwards == 1 and stats.accepted >= 2
 
 
+def test_a_draft_after_a_miss_is_at_most_one_longer_than_what_was_kept(looping):
+    """A check's cost grows with its length, so the draft limit adapts (text.speculative): after a draft the model
+    did not keep whole, the next has at most one token more than it kept; the text stays the greedy text."""
+    prompt = looping.tokenizer.encode("She sells sea shells by the sea shore.")
+    plain = [int(t[0]) for t in decode_steps(looping.model, [prompt], GenerationConfig(max_new_tokens=40), [], 0)]
+    wrong = list(plain)
+    for i in (5, 6, 18, 19):  # a prediction with wrong tokens in it: drafts the model will not keep whole
+        wrong[i] = (wrong[i] + 1) % looping.model.config.vocab_size
+    calls = []
+
+    def spy(tokens, caches, start, positions, mask):
+        calls.append((tokens.shape[1], start))
+        return looping.model(tokens, caches, start, positions, mask)
+
+    config = GenerationConfig(max_new_tokens=40, ignore_eos=True, prompt_lookup_num_tokens=8)
+    assert list(speculative_steps(looping.model, prompt, config, [], one_token_forward=spy, prediction=wrong)) == plain
+    misses = 0
+    for (count, start), (next_count, next_start) in zip(calls, calls[1:]):
+        kept = next_start - start - 1  # the sequence grew by the kept draft tokens and the model's own one
+        if kept < count - 1:
+            misses += 1
+            assert next_count - 1 <= kept + 1
+    assert misses and max(count for count, _ in calls) == 9  # whole drafts were kept too, up to the limit
+
+
 @pytest.mark.parametrize("params, message", [
     (dict(prompt_lookup_num_tokens=-1), "prompt_lookup_num_tokens must be in"),
     (dict(prompt_lookup_num_tokens=65), "prompt_lookup_num_tokens must be in"),
