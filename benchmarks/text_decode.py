@@ -176,8 +176,7 @@ class LlamaCppChild:
     def generate(self, ids: list[int], new_tokens: int) -> tuple[float, float, list[int]]:
         self.proc.stdin.write(json.dumps({"ids": ids, "new_tokens": new_tokens}) + "\n")
         self.proc.stdin.flush()
-        prefill_s, decode_s, tokens = self.read()
-        return prefill_s, decode_s, tokens
+        return tuple(self.read())  # (prefill s, decode s, new token ids)
 
     def read(self):
         for line in self.proc.stdout:
@@ -188,10 +187,6 @@ class LlamaCppChild:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
-
-
-def llamacpp_generate(child: LlamaCppChild, ids: list[int], new_tokens: int) -> tuple[float, float, list[int]]:
-    return child.generate(ids, new_tokens)
 
 
 # --- child processes: load, first token, report -------------------------------------------------
@@ -473,7 +468,7 @@ def bench(args: argparse.Namespace) -> dict:
         elif llamacpp_available(llama_python):
             print("loading llama.cpp (in a child process) ...", flush=True)
             llama = LlamaCppChild(args, str(path), llama_python)
-            engines["llama.cpp Q4_1"] = (llamacpp_generate, llama)
+            engines["llama.cpp Q4_1"] = (LlamaCppChild.generate, llama)
             llama_note = f"ran with {llama_python}, its runs alternating with ours"
 
         # Alternate the engines run by run, so a burst of background load hits them alike.

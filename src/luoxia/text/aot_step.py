@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from luoxia.text.generate import padding_mask
 from luoxia.text.kv_cache import KVCache
 from luoxia.text.model import Transformer
 from luoxia.text.quant import GROUP, LAYOUT_VERSION, Int4Linear
@@ -103,14 +104,9 @@ def example_inputs(model: Transformer, rows: int, tokens: int, length: int, star
     c = model.config
     dtype = model.cache_dtype
     kv = [torch.zeros(rows, c.n_kv_heads, length, c.head_dim, dtype=dtype) for _ in range(2 * c.n_layers)]
+    causal = padding_mask(torch.ones(rows, start + tokens, dtype=torch.bool), start, start + tokens)
     return (torch.zeros(rows, tokens, dtype=torch.long), torch.zeros(rows, tokens, dtype=torch.long),
-            torch.tensor([start]), causal_mask(rows, tokens, start), *kv)
-
-
-def causal_mask(rows: int, tokens: int, start: int) -> torch.Tensor:
-    """(rows, 1, tokens, start + tokens): token i (at position start + i) attends to positions up to its own."""
-    mask = torch.ones(tokens, start + tokens, dtype=torch.bool).tril(diagonal=start)
-    return mask.expand(rows, 1, tokens, start + tokens).contiguous()
+            torch.tensor([start]), causal, *kv)
 
 
 def build_package(model: Transformer, path: Path) -> None:
@@ -149,8 +145,9 @@ def check_package(model: Transformer, package: Package) -> None:
     with torch.inference_mode():
         model(tokens[:, :5], caches, 0)
         saved = [(c.k.clone(), c.v.clone()) for c in caches]
+        step = AotDecodeStep(model, package)
         for new in (tokens[:, 5:6], tokens[:, 5:]):
-            ours = AotDecodeStep(model, package)(new, caches, 5).float()
+            ours = step(new, caches, 5).float()
             for cache, (k, v) in zip(caches, saved):
                 cache.k.copy_(k)
                 cache.v.copy_(v)
@@ -211,7 +208,7 @@ class AotDecodeStep:
         if positions is None:
             positions = (start + torch.arange(count)).expand(rows, count)
         if mask is None:  # causal, no padding: every written column
-            mask = causal_mask(rows, count, start)
+            mask = padding_mask(torch.ones(rows, start + count, dtype=torch.bool), start, start + count)
         kv = [t for cache in caches for t in (cache.k, cache.v)]
         # The package reads its inputs with the strides of contiguous tensors.
         return self.package(tokens.contiguous(), positions.contiguous(), torch.tensor([start]), mask.contiguous(), *kv)

@@ -86,11 +86,9 @@ class Attention(nn.Module):
         if cache is not None:
             # (B, K, S, D), in the cache's dtype (`Transformer.cache_dtype`); S the mask's length if there is one
             k, v = cache.update(start, k, v, read=None if mask is None else mask.shape[-1])
-        # Without a mask attention is causal: SDPA's own flag when queries and keys start together; after
-        # cached positions, query i (at position S - T + i) sees keys up to its own.
+        # Causal without an explicit mask only when queries and keys start together (`Transformer.forward`
+        # makes the mask for several tokens after cached ones).
         is_causal = mask is None and T > 1 and k.shape[2] == T
-        if mask is None and T > 1 and not is_causal:
-            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - T)
         y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, is_causal=is_causal,
                                            enable_gqa=K != H)
         y = y.to(x.dtype).transpose(1, 2).reshape(B, T, H * D)
@@ -176,6 +174,8 @@ class Transformer(nn.Module):
         B, T = tokens.shape
         if positions is None:
             positions = start + torch.arange(T, device=tokens.device)
+        if mask is None and T > 1 and isinstance(start, int) and start > 0:  # causal after the cached positions
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=tokens.device).tril(start)
         x = self.tok_embeddings(tokens)  # (B, T, C)
         rope = None
         if self.config.positions == "rope":
