@@ -98,6 +98,8 @@ def test_early_stopping(early, value):
     (["--dtype", "float8"], ["dtype", "float8"]),
     (["--device", "tpu9"], ["device", "tpu9"]),
     (["--system", "be brief", "--raw"], ["--system", "--raw"]),
+    (["--draft-tokens", "3"], ["--draft-tokens", "--draft-model"]),
+    (["--draft-model", "smollm2", "--draft-tokens", "0"], ["draft tokens", "[1, 64]", "0"]),
 ])
 def test_bad_parameters_fail_fast(luoxia, no_loading, flags, words):
     luoxia("generate", "Hello", *flags).assert_user_error(*words)
@@ -205,6 +207,15 @@ def test_stream_is_clean_stdout(luoxia, tiny_raw_model):
     again = luoxia("generate", "the cat", "--model", tiny_raw_model, "--max-new-tokens", "6", "--ignore-eos",
                    "--sample", "--seed", "3")
     assert again.out == run.out  # a seed reproduces the sample
+
+
+def test_a_draft_model_drafts_and_the_text_is_the_models_own(luoxia, tiny_raw_model):
+    argv = ("generate", "the cat", "--model", tiny_raw_model, "--max-new-tokens", "8", "--ignore-eos")
+    plain = luoxia(*argv)
+    drafted = luoxia(*argv, "--draft-model", tiny_raw_model, "--draft-tokens", "3")
+    assert drafted.code == 0, drafted.err
+    assert drafted.out == plain.out
+    assert "draft tiny" in drafted.err_lines[1] and "drafted kept" in drafted.err_lines[1], drafted.err_lines[1]
 
 
 def test_compile_happens_before_the_answer_so_its_speed_is_the_answers(luoxia, tiny_raw_model):

@@ -26,6 +26,7 @@ from luoxia.core import registry
 from luoxia.core.artifact import TEXT_NOTICE, sidecar_path
 from luoxia.core.errors import InputEncodingError, InvalidParameterError, LuoxiaError, UserFileError
 from luoxia.core.registry import DEFAULT_TEXT_MODEL
+from luoxia.text.generation_config import DRAFT_TOKENS, check_draft_tokens
 
 if TYPE_CHECKING:
     from luoxia.core.background import Loader
@@ -47,6 +48,9 @@ class ModelChoice:
     quant: str | None
     compile: bool = False
     aot: bool | None = None  # None: a step built before by --aot, if there is one
+    draft: str | None = None  # a draft model for speculative decoding (text.draft_model)
+    draft_quant: str | None = None
+    draft_tokens: int | None = None
 
 
 # --- flags ---------------------------------------------------------------------------------------
@@ -68,6 +72,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="continue the prompt as plain text, without the chat template")
     p.add_argument("--system", metavar="TEXT", help="system prompt (implies --chat)")
     _add_model_flags(p)
+    _add_draft_flags(p)
     p.add_argument("--no-head-start", dest="head_start", action="store_false",
                    help="load the model before the first token. By default a greedy run of a cached GGUF model shows "
                         "its first 8 tokens from a NumPy float32 copy while torch loads (text.head_start), so "
@@ -92,6 +97,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--system", metavar="TEXT", help="system prompt (default: the model's own)")
     _add_model_flags(c)
+    _add_draft_flags(c)
     _add_decoding_flags(c)
     _add_safety_flags(c)
     c.set_defaults(run=lambda args: chat(model=_model_choice(args), params=decoding_params(args),
@@ -143,6 +149,18 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                      help="decode eagerly even where a step compiled ahead of time is built")
     g.add_argument("--truncate", action="store_true",
                    help="drop the oldest prompt tokens when the prompt does not fit the context window")
+
+
+def _add_draft_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("draft model", "Speculative decoding with a cheaper model of the same tokenizer: it "
+                             "drafts a few tokens, the model checks them in one forward and keeps what it agrees with, "
+                             "so the text is the model's own (text.draft_model)")
+    g.add_argument("--draft-model", dest="draft", metavar="NAME|PATH",
+                   help="the draft model, e.g. the embedded smollm2 (int4) for --model smollm2 --quant none, or "
+                        "for a larger SmolLM2")
+    g.add_argument("--draft-quant", choices=["auto", "none", "int8", "int4", "w8a8"],
+                   help="the draft model's quantization (default auto, as --quant)")
+    g.add_argument("--draft-tokens", type=int, metavar="N", help=f"the longest draft (default {DRAFT_TOKENS})")
 
 
 def _add_decoding_flags(p: argparse.ArgumentParser) -> None:
@@ -230,7 +248,14 @@ def _watermark(args: argparse.Namespace):
 
 
 def _model_choice(args: argparse.Namespace) -> ModelChoice:
-    return ModelChoice(args.model, args.device, args.dtype, args.quant, args.compile, args.aot)
+    choice = ModelChoice(args.model, args.device, args.dtype, args.quant, args.compile, args.aot,
+                         getattr(args, "draft", None), getattr(args, "draft_quant", None),
+                         getattr(args, "draft_tokens", None))
+    if choice.draft is None and (choice.draft_quant is not None or choice.draft_tokens is not None):
+        raise InvalidParameterError("--draft-quant and --draft-tokens set up a draft model; add --draft-model NAME")
+    if choice.draft_tokens is not None:
+        check_draft_tokens(choice.draft_tokens)
+    return choice
 
 
 # --- generate ------------------------------------------------------------------------------------
@@ -456,7 +481,8 @@ def _head_start(choice: ModelChoice):
     whose converted weights are cached. (A step --aot built before loads with the model, behind the head start.)"""
     from luoxia.text.head_start import HeadStart
 
-    if choice.dtype is not None or choice.device not in (None, "cpu") or choice.compile or choice.aot:
+    if (choice.dtype is not None or choice.device not in (None, "cpu") or choice.compile or choice.aot
+            or choice.draft is not None):
         return None
     return HeadStart.open(choice.name or DEFAULT_TEXT_MODEL)
 
@@ -472,6 +498,9 @@ def load_model(choice: ModelChoice, safety=None) -> TextModel:
                             aot=choice.aot)
     if safety is not None:
         loaded.safety = safety
+    if choice.draft is not None:
+        loaded.use_draft(choice.draft, **({"tokens": choice.draft_tokens} if choice.draft_tokens is not None else {}),
+                         **({"quant": choice.draft_quant} if choice.draft_quant is not None else {}))
     if choice.compile:  # now, so that the first answer's speed is its own and not the compiler's
         print("compiling the decode step ...", end=" ", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
@@ -513,4 +542,5 @@ def _head_start_note(stats: dict) -> str:
 def _speculation_note(speculation: dict) -> str:
     rate = speculation["acceptance_rate"]
     kept = f"{speculation['accepted']}/{speculation['drafted']} drafted kept" if rate is not None else "no drafts"
-    return f"lookup: {kept} in {speculation['forwards']} steps"
+    drafter = speculation.get("drafter", "lookup")
+    return f"{'lookup' if drafter == 'lookup' else 'draft ' + drafter}: {kept} in {speculation['forwards']} steps"

@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from luoxia.text.sampling import Processor
 
 PREDICTION_DRAFT = 8  # draft length when a prediction is given without prompt_lookup_num_tokens
+DRAFT_TOKENS = 8  # a draft model's longest draft (text.draft_model); each limit adapts (text.speculative)
+
+
+def check_draft_tokens(tokens: int) -> None:
+    if not 1 <= tokens <= 64:
+        raise InvalidParameterError(f"draft tokens must be in [1, 64], got {tokens}")
 
 
 @dataclasses.dataclass

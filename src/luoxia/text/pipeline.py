@@ -33,10 +33,11 @@ from luoxia.text.beam_search import beam_search
 from luoxia.text.chat import Message
 from luoxia.text.compiled import compiled_decode_step
 from luoxia.text.cuda_graph import GraphedDecodeStep
+from luoxia.text.draft_model import DraftModel, check_compatible
 from luoxia.text.formats import cache
 from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.generate import decode_steps, padding_mask
-from luoxia.text.generation_config import GenerationConfig
+from luoxia.text.generation_config import DRAFT_TOKENS, GenerationConfig
 from luoxia.text.loader import load_model
 from luoxia.text.model import Transformer
 from luoxia.text.prompting import PreparedPrompt, as_text
@@ -68,6 +69,7 @@ class TextModel:
         self.load_info = load_info
         self.safety = SafetyConfig()  # content filter and PII checks, on by default (see safety.policy)
         self.decode_step = None  # a compiled one-token forward (text.compiled), or None for the eager model
+        self.draft: DraftModel | None = None  # speculative decoding's draft model (`use_draft`)
 
     @classmethod
     def load(cls, name_or_path: str = DEFAULT_TEXT_MODEL, device: str | None = None, dtype: str | None = None,
@@ -153,6 +155,25 @@ class TextModel:
         self.model(tokens[:, :1], caches, 0)
         causal = padding_mask(torch.ones_like(tokens, dtype=torch.bool), 1, tokens.shape[1])
         return (self.decode_step or self.model)(tokens[0, 1:][None], caches, 1, None, causal)
+
+    def use_draft(self, draft: TextModel | str | None, tokens: int = DRAFT_TOKENS, **load) -> None:
+        """Decode single prompts speculatively with drafts from `draft`: a cheaper model of the same tokenizer
+        (`text.draft_model`), loaded already, or a name or path loaded here on this model's device with `load`'s
+        options (`TextModel.load`). `tokens` is the longest draft; None turns drafting off. The text is the
+        model's own (greedy: the same tokens; sampled: the same distribution). Prompt lookup, when a call asks
+        for it, drafts instead; batches and beams decode without drafts."""
+        if draft is None:
+            self.draft = None
+            return
+        device = self.model.tok_embeddings.weight.device
+        if isinstance(draft, str):
+            draft = TextModel.load(draft, device=str(device), **load)
+        if draft.model.tok_embeddings.weight.device != device:
+            raise InvalidParameterError(f"the draft model is on {draft.model.tok_embeddings.weight.device} and the "
+                                        f"model on {device}; load both on one device")
+        check_compatible(self.model, self.tokenizer, draft.model, draft.tokenizer, draft.name)
+        name = f"{draft.name} {draft.load_info.get('quant', 'none')}"
+        self.draft = DraftModel(draft.model, name, draft.decode_step, tokens)
 
     @property
     def has_chat_template(self) -> bool:
@@ -271,7 +292,7 @@ class TextModel:
         config = dataclasses.replace(row.row.config, max_new_tokens=row.row.config.max_new_tokens - len(row.new_ids))
         if config.num_beams > 1:
             steps = iter(beam_search(self.model, ids, config, self.tokenizer.eos_ids)[0])
-        elif config.lookup:
+        elif config.lookup or self.draft is not None:
             row.speculation = SpeculationStats()
             steps = self._speculative_steps(ids, config, generator, row.speculation)
         else:
@@ -297,7 +318,7 @@ class TextModel:
                            stats: SpeculationStats) -> Iterator[int]:
         prediction = self.tokenizer.encode(config.prediction, add_special_tokens=False) if config.prediction else []
         return speculative_steps(self.model, ids, config, self.tokenizer.eos_ids, generator, self.decode_step, stats,
-                                 prediction)
+                                 prediction, self.draft)
 
     def _generate_batch(self, prompts: list[str], *, chat: bool, system: str | None, truncate: bool,
                         **params) -> list[GenerationResult]:
@@ -331,7 +352,7 @@ class TextModel:
         longest = max(rows[i].config.max_new_tokens for i in live)
         config, generator = self._seeded(dataclasses.replace(rows[live[0]].config, max_new_tokens=longest))
         streams = {i: RowStream(self, rows[i], config.seed, len(live)) for i in live}
-        if len(live) == 1 and config.lookup:  # one row: speculative decoding as in `stream`
+        if len(live) == 1 and (config.lookup or self.draft is not None):  # one row: speculative, as in `stream`
             streams[live[0]].speculation = SpeculationStats()
             steps = (torch.tensor([t]) for t in self._speculative_steps(rows[live[0]].ids, config, generator,
                                                                           streams[live[0]].speculation))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -40,6 +41,9 @@ from luoxia.text import sampling
 from luoxia.text.generate import padding_mask
 from luoxia.text.generation_config import GenerationConfig
 from luoxia.text.model import Transformer
+
+if TYPE_CHECKING:
+    from luoxia.text.draft_model import DraftModel
 
 MAX_NGRAM, MIN_NGRAM = 3, 2
 
@@ -49,6 +53,7 @@ class SpeculationStats:
     forwards: int = 0  # model calls after the prompt's
     drafted: int = 0  # draft tokens proposed
     accepted: int = 0  # draft tokens the model agreed with
+    drafter: str = "lookup"  # prompt lookup, or the name of the draft model
 
     def to_dict(self) -> dict:
         rate = round(self.accepted / self.drafted, 4) if self.drafted else None
@@ -86,20 +91,54 @@ class NgramIndex:
 
 
 def check_draft_token(scores: torch.Tensor, draft: int, do_sample: bool,
-                      generator: torch.Generator | None) -> tuple[int, bool]:
+                      generator: torch.Generator | None, q: torch.Tensor | None = None) -> tuple[int, bool]:
     """(token, kept): the draft token if the model keeps it, else the model's own token instead.
 
-    `scores` (V,) are the processed logits at the draft's position. Greedy keeps the argmax; sampling
-    keeps `draft` with probability p(draft), else draws from p with `draft` removed.
+    `scores` (V,) are the processed logits at the draft's position, p their softmax. Greedy keeps the
+    argmax. Sampling keeps `draft` with probability min(1, p(draft) / q(draft)), else draws from
+    max(0, p − q) renormalised, where q (V,) is the distribution the draft was drawn from: a draft
+    model's, or, for a copied draft (q None), all its mass on `draft` (kept with p(draft), else drawn
+    from p without it). Either way the token is distributed as p.
     """
     if not do_sample:
         best = int(scores.argmax())
         return best, best == draft
     probs = scores.softmax(dim=-1)
-    if float(torch.rand((), generator=generator, device=probs.device)) < float(probs[draft]):
+    q_draft = 1.0 if q is None else float(q[draft])
+    if float(torch.rand((), generator=generator, device=probs.device)) * q_draft < float(probs[draft]):
         return draft, True
-    probs[draft] = 0.0
+    if q is None:
+        probs[draft] = 0.0
+    else:
+        residual = (probs - q.to(probs.device)).clamp_(min=0)
+        probs = residual if float(residual.sum()) > 0 else probs  # p = q up to rounding: rejection was a fluke
     return int(torch.multinomial(probs, 1, generator=generator)), False
+
+
+class PromptLookup:
+    """Drafts copied from the prompt, the prediction and the answer so far (`NgramIndex`), looked up by
+    the end of the real sequence (prompt, then answer), so the answer's first tokens can match the
+    prediction's."""
+
+    def __init__(self, prompt: Sequence[int], prediction: Sequence[int] = ()):
+        self.index = NgramIndex([*prompt, *prediction])
+        self.tail = list(prompt[-MAX_NGRAM:])
+
+    def accept(self, token: int) -> None:
+        self.index.append(token)
+        self.tail = [*self.tail[1 - MAX_NGRAM:], token]
+
+    def draft(self, k: int) -> tuple[list[int], torch.Tensor | None]:
+        return self.index.draft(k, self.tail), None
+
+
+class Drafter(Protocol):
+    """What proposes drafts: told each token of the text as it is settled, asked for up to k more.
+    `draft` returns the tokens and, for drafts drawn at random, the (k, V) distributions they came from."""
+
+    def accept(self, token: int) -> None: ...
+
+    def draft(self, k: int) -> tuple[list[int], torch.Tensor | None]: ...
 
 
 @torch.inference_mode()
@@ -112,8 +151,10 @@ def speculative_steps(
     one_token_forward: Callable[..., torch.Tensor] | None = None,
     stats: SpeculationStats | None = None,
     prediction: Sequence[int] = (),
+    draft_model: DraftModel | None = None,
 ) -> Iterator[int]:
-    """Yield the new tokens of one prompt, drafting up to `config.lookup` tokens at a time.
+    """Yield the new tokens of one prompt, drafting up to `config.lookup` tokens at a time by prompt
+    lookup or, with `draft_model` (and no lookup asked for), up to `draft_model.tokens` by that model.
 
     `prediction`: tokens the answer is expected to resemble (OpenAI's predicted outputs, e.g. the file
     being edited); drafts are looked up in the prompt followed by them. `one_token_forward` (a compiled
@@ -122,15 +163,20 @@ def speculative_steps(
     """
     stats = stats if stats is not None else SpeculationStats()
     device = model.tok_embeddings.weight.device
-    k, prompt_len = config.lookup, len(prompt)
+    prompt_len = len(prompt)
     tokens = torch.zeros((1, prompt_len + config.max_new_tokens), dtype=torch.long, device=device)
     tokens[0, :prompt_len] = torch.tensor(list(prompt), dtype=torch.long)
     caches = model.new_caches(1, tokens.shape[1])
     processors = config.processors(eos_ids, prompt_len)
     eos = set() if config.ignore_eos else set(eos_ids)
-    # Drafts come from the prompt, the prediction and the answer so far; they are looked up by the end
-    # of the real sequence (prompt, then answer), so the answer's first tokens can match the prediction's.
-    index = NgramIndex([*prompt, *prediction])
+    drafter: Drafter
+    if draft_model is not None and not config.lookup:
+        k = draft_model.tokens
+        drafter = draft_model.drafter(prompt, tokens.shape[1], processors, config.sampling, generator, eos)
+        stats.drafter = draft_model.name
+    else:
+        k = config.lookup
+        drafter = PromptLookup(prompt, prediction)
     step_forward = model if one_token_forward is None else one_token_forward
 
     logits = model(tokens[:, :prompt_len], caches, 0, last_only=True)
@@ -142,12 +188,11 @@ def speculative_steps(
         for token in new:
             tokens[0, n] = token
             n += 1
-            index.append(token)
+            drafter.accept(token)
             yield token
             if token in eos or n - prompt_len == config.max_new_tokens:
                 return
-        tail = tokens[0, max(0, n - MAX_NGRAM):n].tolist()
-        draft = index.draft(min(budget, config.max_new_tokens - (n - prompt_len) - 1), tail)  # room for one more
+        draft, q = drafter.draft(min(budget, config.max_new_tokens - (n - prompt_len) - 1))  # room for one more
         stats.forwards += 1
         stats.drafted += len(draft)
         # Tokens as `[None]` of a row slice: strides (T, 1), a fresh tensor's, which a compiled step guards on.
@@ -164,7 +209,8 @@ def speculative_steps(
             if j == len(draft):
                 new.append(int(sampling.pick_next(scores, config.sampling, generator)[0]))
                 break
-            token, kept = check_draft_token(scores[0], draft[j], config.sampling, generator)
+            token, kept = check_draft_token(scores[0], draft[j], config.sampling, generator,
+                                            None if q is None else q[j])
             new.append(token)
             if not kept:
                 break
