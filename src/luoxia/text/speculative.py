@@ -1,4 +1,4 @@
-"""Prompt-lookup speculative decoding: draft tokens copied from earlier in the text, checked in one forward.
+"""Speculative decoding: draft tokens copied from earlier in the text (or from a draft model), checked in one forward.
 
 Text that restates its input (a summary, a news item from data, an edited passage, code) often
 continues the way the same few tokens continued earlier in the prompt or the answer. So after each
@@ -7,7 +7,8 @@ k tokens that followed them there as a draft (Saxena's prompt lookup decoding, t
 `prompt_lookup_num_tokens`). The model reads the newest token and the draft in one forward, which
 on a CPU at batch 1 costs far less than k forwards (its weights are read once: w8a8's eight-token
 forward costs 1.45x a one-token one), and keeps the draft up to the first token it disagrees with,
-plus one token of its own. With no match the step is an ordinary one-token step.
+plus one token of its own. With no match the step is an ordinary one-token step. The same loop checks
+drafts from a cheaper model of the same tokenizer (`text.draft_model`, a `Drafter` like `PromptLookup`).
 
 A single matching token is no evidence: drafting on one (as transformers does) halved the
 acceptance rate of free writing here (20% to 10%) and made it 0.8x slower; from two on, free writing
