@@ -2,7 +2,7 @@
 quantization, beside the same float32 model without drafts and transformers, same prompts, same run.
 
     .venv/bin/python benchmarks/text_draft_model.py [--repeats 3] [--new-tokens 128]
-        [--targets none,none+aot] [--drafts int4+aot] [--tokens 4,8] [--no-transformers]
+        [--targets none,none+aot] [--drafts int4+aot] [--tokens 4,8] [--temperature 0.8] [--no-transformers]
 
 float32 is the precision whose greedy text is transformers' token for token; a draft model makes it
 faster without changing that text (`luoxia.text.draft_model`). The prompts are `text_speculative.py`'s
@@ -20,7 +20,8 @@ six chat tasks (four restate their input, two are free writing), decoded greedil
 
 Reported per task and engine: tokens/s (new tokens over the whole generation, prompt included;
 median of --repeats), the speed-up over float32 plain, the acceptance rate, and whether the text is
-float32's (ours plain, and transformers'). Writes benchmarks/results/text_draft_model.json.
+float32's (ours plain, and transformers'). With --temperature every engine samples from seed 0 (the
+texts then differ by engine, so only speeds and acceptance compare). Writes benchmarks/results/text_draft_model.json.
 """
 
 from __future__ import annotations
@@ -41,12 +42,18 @@ RESULTS = Path(__file__).resolve().parent / "results" / "text_draft_model.json"
 
 def our_engines(args) -> tuple:
     """The float32 model, and name -> run(ids) -> (seconds, tokens, speculation dict or None)."""
+    import torch
+
     from luoxia.text.draft_model import DraftModel
     from luoxia.text.generate import GenerationConfig, decode_steps
     from luoxia.text.pipeline import TextModel
     from luoxia.text.speculative import SpeculationStats, speculative_steps
 
-    config = GenerationConfig(max_new_tokens=args.new_tokens)
+    sampled = args.temperature > 0
+    config = GenerationConfig(max_new_tokens=args.new_tokens, do_sample=sampled, temperature=args.temperature or 1.0)
+
+    def seeded() -> torch.Generator | None:  # every run of every engine from the same seed
+        return torch.Generator().manual_seed(0) if sampled else None
 
     def load(variant: str) -> TextModel:  # "int4", "int4+aot" (built here if missing), "none"
         quant, _, step = variant.partition("+")
@@ -59,7 +66,7 @@ def our_engines(args) -> tuple:
         def run(ids):
             t0 = time.perf_counter()
             tokens = [int(t[0]) for t in decode_steps(model.model, [ids], config, model.tokenizer.eos_ids, 0,
-                                                      one_token_forward=model.decode_step)]
+                                                      seeded(), one_token_forward=model.decode_step)]
             return time.perf_counter() - t0, tokens, None
         return run
 
@@ -67,8 +74,8 @@ def our_engines(args) -> tuple:
         def run(ids):
             stats = SpeculationStats()
             t0 = time.perf_counter()
-            tokens = list(speculative_steps(target.model, ids, config, target.tokenizer.eos_ids,
-                                            one_token_forward=target.decode_step, stats=stats, draft_model=draft))
+            tokens = list(speculative_steps(target.model, ids, config, target.tokenizer.eos_ids, seeded(),
+                                            target.decode_step, stats, draft_model=draft))
             return time.perf_counter() - t0, tokens, stats.to_dict()
         return run
 
@@ -97,8 +104,10 @@ def transformers_engine(args):
     def run(ids):
         input_ids = torch.tensor([ids])
         t0 = time.perf_counter()
+        sampling = dict(do_sample=args.temperature > 0, top_k=0, top_p=1.0, temperature=args.temperature or 1.0)
+        torch.manual_seed(0)
         out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=args.new_tokens,
-                             do_sample=False, pad_token_id=model.generation_config.pad_token_id)
+                             pad_token_id=model.generation_config.pad_token_id, **sampling)
         return time.perf_counter() - t0, out[0, len(ids):].tolist(), None
     return run
 
@@ -112,6 +121,8 @@ def main() -> None:
                         "package (none+aot, built here if missing; not always transformers' text)")
     parser.add_argument("--drafts", default="int4+aot")
     parser.add_argument("--tokens", default="4,8")
+    parser.add_argument("--temperature", type=float, default=0.0, help="sample at this temperature (0: greedy, "
+                        "the default); sampled texts differ by engine, so only speeds and acceptance compare")
     parser.add_argument("--no-transformers", action="store_true")
     args = parser.parse_args()
 
@@ -146,7 +157,9 @@ def main() -> None:
             row["same_as_transformers"] = None if hf is None else row["tokens"] == hf["tokens"]
         print(f"  {task}: done", file=sys.stderr, flush=True)
 
-    print(f"\n{args.new_tokens} new tokens at most, greedy, median of {args.repeats}; "
+    sampled = args.temperature > 0  # sampled texts differ by engine: no same-text marks
+    how = f"sampled at temperature {args.temperature} (seed 0)" if sampled else "greedy"
+    print(f"\n{args.new_tokens} new tokens at most, {how}, median of {args.repeats}; "
           f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads\n")
     names = list(engines)
     print("| task | " + " | ".join(names) + " |")
@@ -162,7 +175,7 @@ def main() -> None:
                 if r["speculation"]:
                     cell += f", {r['speculation']['acceptance_rate']:.0%} kept"
                 cell += ")"
-            if not r["same_as_float32"]:
+            if not sampled and not r["same_as_float32"]:
                 cell += " ≠"
             cells.append(cell)
         print(f"| {task} | " + " | ".join(cells) + " |")
@@ -172,14 +185,18 @@ def main() -> None:
     for name in names[1:]:
         ratio = statistics.median(row[name]["tokens_per_s"] / row[baseline]["tokens_per_s"] for row in rows.values())
         same = sum(row[name]["same_as_float32"] for row in rows.values())
-        summary[name] = {"median_speedup": round(ratio, 3), "tasks_with_float32_text": same}
-        line = f"  {name}: {ratio:.2f}x; {baseline}'s text on {same}/{len(rows)} tasks"
+        summary[name] = {"median_speedup": round(ratio, 3), "tasks_with_float32_text": None if sampled else same}
+        line = f"  {name}: {ratio:.2f}x" + ("" if sampled else f"; {baseline}'s text on {same}/{len(rows)} tasks")
+        if next(iter(rows.values()))[name]["speculation"]:
+            kept = statistics.median(row[name]["speculation"]["acceptance_rate"] or 0 for row in rows.values())
+            summary[name]["median_acceptance"] = kept
+            line += f"; {kept:.0%} of drafts kept"
         if hf and name != hf:
             over = statistics.median(row[name]["tokens_per_s"] / row[hf]["tokens_per_s"] for row in rows.values())
             summary[name]["median_over_transformers"] = round(over, 3)
             line += f"; {over:.2f}x transformers"
         print(line)
-    if hf:
+    if hf and not sampled:
         same = sum(row[baseline]["same_as_transformers"] for row in rows.values())
         print(f"  ours {baseline} = transformers float32 on {same}/{len(rows)} tasks")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
