@@ -42,10 +42,13 @@ def test_drafts_are_the_draft_models_greedy_continuation_after_kept_and_dropped_
     prompt = tiny.tokenizer.encode("The quick brown fox jumps over")
     drafter = ModelDrafter(tiny.model, None, prompt, 64, [], False, None, set())
     text = list(prompt)
-    for keep, own in [(4, None), (2, 7), (0, 9), (4, None), (1, 3)]:  # (draft tokens kept, the token after them)
+    steps = [lambda d: d + greedy(tiny, text + d, 1),  # kept whole, then the model's own token
+             lambda d: d[:2] + [7], lambda d: [9], lambda d: d[:1] + [3],  # kept in part, then another token
+             lambda d: d[:2]]  # the model's own token was the draft's own (sampling can do that)
+    for take in steps:
         drafts, q = drafter.draft(4)
         assert drafts == greedy(tiny, text, 4) and q is None
-        for token in drafts[:keep] + [own if own is not None else greedy(tiny, text + drafts, 1)[0]]:
+        for token in take(drafts):
             drafter.accept(token)
             text.append(token)
     assert drafter.draft(3)[0] == greedy(tiny, text, 3)

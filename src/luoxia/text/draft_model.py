@@ -94,8 +94,8 @@ class ModelDrafter:
     @torch.inference_mode()
     def draft(self, k: int) -> tuple[list[int], torch.Tensor | None]:
         """Up to `k` tokens (fewer when one is an end of sequence) and, when sampling, their q (k, V)."""
-        del self.ids[self.n:]
-        self.seen = min(self.seen, self.n)
+        del self.ids[self.n:]  # a draft the text took only the start of, its last taken token being the model's own
+        self.seen = min(self.seen, self.n - 1)  # at least the newest token is read: its logits start the draft
         if k <= 0:
             return [], None
         logits = self._read(self.seen, self.n)

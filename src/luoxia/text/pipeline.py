@@ -159,7 +159,7 @@ class TextModel:
     def use_draft(self, draft: TextModel | str | None, tokens: int = DRAFT_TOKENS, **load) -> None:
         """Decode single prompts speculatively with drafts from `draft`: a cheaper model of the same tokenizer
         (`text.draft_model`), loaded already, or a name or path loaded here on this model's device with `load`'s
-        options (`TextModel.load`). `tokens` is the longest draft; None turns drafting off. The text is the
+        options (`TextModel.load`); None turns drafting off. `tokens` is the longest draft. The text is the
         model's own (greedy: the same tokens; sampled: the same distribution). Prompt lookup, when a call asks
         for it, drafts instead; batches and beams decode without drafts."""
         if draft is None:
