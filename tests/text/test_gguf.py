@@ -79,15 +79,20 @@ def test_conversion_is_cached_and_reused(tmp_path, llama256_dir, monkeypatch):
 def test_quantized_model_is_cached_and_reused(tmp_path, llama256_dir, monkeypatch, mode):
     monkeypatch.setenv("LUOXIA_HOME", str(tmp_path / "home"))
     path = write_gguf(tmp_path / "tiny.gguf", llama256_dir, "Q4_1")
+    sha256 = TextModel.load(str(path), quant="none").sha256  # makes the cache folder
+    older = cache.quantized_path(sha256, mode).with_name(f"model.{mode}.v1.torch-{torch.__version__}.safetensors")
+    older.write_bytes(b"an older layout")
     cold = TextModel.load(str(path), quant=mode)
     packed = cache.quantized_path(cold.sha256, mode)
-    assert packed.is_file()
+    assert packed.is_file() and not older.exists()  # the file of the older layout went when the new one came
     warm = TextModel.load(str(path), quant=mode)  # built on the meta device, filled from the file
     # 64-byte aligned, as the packed kernels' batched paths need (the file's offsets crashed them)
     assert all(t.data_ptr() % 64 == 0 for t in warm.model.state_dict().values())
     tokens = torch.tensor([[1, 5, 9, 14, 3]] * 16)  # a batch: the kernels' blocked path
+    prompts = torch.arange(80).reshape(2, 40) % 200  # 40 tokens a row: int4's prompt path (its w8a8 copy)
     with torch.no_grad():
         assert torch.equal(cold.model(tokens), warm.model(tokens))
+        assert torch.equal(cold.model(prompts), warm.model(prompts))
     for (name, a), (_, b) in zip(cold.model.state_dict().items(), warm.model.state_dict().items()):
         assert torch.equal(a, b), name
     packed.write_bytes(b"garbage")  # damaged: quantized again, and rewritten

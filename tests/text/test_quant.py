@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from luoxia.core.errors import InvalidParameterError
+from luoxia.text import quant
 from luoxia.text.quant import DynamicInt8Linear, Int4Linear, Int8Linear, choose_quant, input_maxima, quantize
 
 HELD_OUT = Path("/usr/share/common-licenses/GPL-3")  # long English prose that ships with Debian
@@ -44,6 +45,23 @@ def test_int8_and_int4_are_close_to_float(tmp_path):
         y = layer(x.bfloat16()).float()
         assert y.shape == ref.shape
         assert (y - ref).norm() / ref.norm() < tolerance, type(layer).__name__
+
+
+def test_int4_prompts_take_an_int8_copy_of_the_same_weights():
+    """Calls of PREFILL_TOKENS tokens a row or more (prompts) multiply by the int4 weights as w8a8 (2.6x
+    faster there); shorter ones (decode steps, draft checks) by the int4 kernel itself."""
+    g = torch.Generator().manual_seed(3)
+    w, b = q4_1_weights(64, 128, seed=3), torch.randn(64, generator=g)
+    x = torch.randn(2, quant.PREFILL_TOKENS, 128, generator=g)
+    x[..., 7] *= 50  # an outlier channel, which the calibration's maxima smooth
+    layer = Int4Linear.from_float(w, b, input_max=x.abs().reshape(-1, 128).amax(0))
+    kernel = torch.ops.aten._weight_int4pack_mm_for_cpu(x.bfloat16().reshape(-1, 128), layer.weight, 32,
+                                                        layer.scales_and_zeros).view(2, -1, 64) + layer.bias
+    prompt = layer(x.bfloat16())
+    assert torch.equal(prompt, (layer.prefill(x.bfloat16()).to(torch.bfloat16) + layer.bias))
+    assert ((prompt.float() - kernel.float()).norm() / kernel.float().norm()).item() < 0.02
+    short = x[:, :quant.PREFILL_TOKENS - 1].bfloat16()
+    assert torch.equal(layer(short), kernel[:, :quant.PREFILL_TOKENS - 1])  # the int4 kernel, bit for bit
 
 
 def test_w8a8_is_close_to_float_and_smoothing_tames_outlier_channels():
@@ -99,6 +117,9 @@ def test_quantize_picks_layers(tiny_llama_dir):
     assert isinstance(model.output, DynamicInt8Linear) and model.output.weight.dtype == torch.int8
     assert torch.equal(model.output.input_scale, torch.ones_like(model.output.input_scale))
     assert isinstance(model.layers[0].attention.wqkv, Int4Linear)  # in_features 64: groups of 32 fit
+    prefill = model.layers[0].attention.wqkv.prefill  # kept float32 when the rest becomes bfloat16
+    assert prefill.scales.dtype == prefill.input_scale.dtype == torch.float32
+    assert torch.equal(prefill.input_scale, torch.ones_like(prefill.input_scale))  # no calibration: unsmoothed
     assert model.tok_embeddings.weight.dtype == torch.bfloat16
     logits = model(torch.arange(10)[None])
     assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
@@ -133,7 +154,9 @@ def perplexity(model, ids: torch.Tensor) -> float:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HELD_OUT.is_file(), reason="needs Debian's common-licenses text")
-def test_quantized_perplexity_within_3_percent_of_float32(smollm2):
+def test_quantized_perplexity_within_3_percent_of_float32(smollm2, monkeypatch):
+    """One 1,024-token forward: int4 as a prompt reads it (its int8 copy, smoothed on the calibration text)
+    and, with the prompt path off, as decode steps read it (the int4 kernel)."""
     from luoxia import load_text_model
 
     ids = torch.tensor([smollm2.tokenizer.encode(HELD_OUT.read_text())[:1024]])
@@ -142,6 +165,12 @@ def test_quantized_perplexity_within_3_percent_of_float32(smollm2):
         quantized = load_text_model("smollm2", quant=mode)
         assert quantized.load_info["quant"] == mode
         assert perplexity(quantized.model, ids) < reference * 1.03, mode
+        if mode == "int4":
+            assert not torch.equal(quantized.model.layers[0].feed_forward.w_out.prefill.input_scale,
+                                   torch.ones(smollm2.model.config.ffn_dim))  # calibrated
+            with monkeypatch.context() as patch:
+                patch.setattr(quant, "PREFILL_TOKENS", 10**9)
+                assert perplexity(quantized.model, ids) < reference * 1.03, "int4 kernel"
 
 
 def test_dtype_conflicts_with_quant(tiny_llama_dir):

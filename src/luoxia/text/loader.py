@@ -91,7 +91,7 @@ def load_model(name_or_path: str, device: torch.device, dtype: str | None, quant
         if not bundle.state_dict:  # the float weights were cached, the quantized ones not yet
             bundle, info = load_bundle(name_or_path, use_cache=use_cache)
         model = build_model(bundle, device, pick_dtype(dtype, device) if mode == "none" else torch.float32)
-        quantize(model, mode, calibration=calibration_ids(bundle.tokenizer) if mode == "w8a8" else None)
+        quantize(model, mode, calibration=calibration_ids(bundle.tokenizer) if mode in ("w8a8", "int4") else None)
         if use_cache and mode != "none":
             with contextlib.suppress(OSError):  # a full or read-only cache only costs quantizing next time
                 cache.store_quantized(bundle.sha256, mode, model.state_dict())

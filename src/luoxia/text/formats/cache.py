@@ -96,13 +96,18 @@ def load_quantized(sha256: str, mode: str) -> dict[str, torch.Tensor] | None:
 
 
 def store_quantized(sha256: str, mode: str, state_dict: dict[str, torch.Tensor]) -> None:
-    """Keep a quantized model's weights beside the float ones (written whole or not at all)."""
+    """Keep a quantized model's weights beside the float ones (written whole or not at all), and remove
+    the same mode's files of older layouts under this torch (nothing loads them any more)."""
+    import torch
     from safetensors.torch import save_file
 
     path = quantized_path(sha256, mode)
     if path.parent.is_dir():
         with atomic.atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in state_dict.items()}, tmp)
+        for old in path.parent.glob(f"model.{mode}.v*.torch-{torch.__version__}.safetensors"):
+            if old != path:
+                old.unlink(missing_ok=True)
 
 
 def map_weights(path: Path) -> dict[str, np.ndarray]:
