@@ -81,6 +81,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", torch.empty(out_features, dtype=torch.bfloat16) if bias else None)
 
     @classmethod
+    @torch.no_grad()
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> Int8Linear:
         layer = cls(*weight.shape, bias is not None)
         layer.weight, scales = int8_rows(weight.float())
@@ -109,6 +110,7 @@ class Int4Linear(nn.Module):
         self.prefill = DynamicInt8Linear(out_features, in_features, bias=False)
 
     @classmethod
+    @torch.no_grad()
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None,
                    input_max: torch.Tensor | None = None) -> Int4Linear:
         """Quantize `weight`; `input_max` (see `input_maxima`) smooths the prefill copy."""
@@ -149,6 +151,7 @@ class DynamicInt8Linear(nn.Module):
         self.register_buffer("bias", torch.empty(out_features) if bias else None)
 
     @classmethod
+    @torch.no_grad()
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None,
                    input_max: torch.Tensor | None = None) -> DynamicInt8Linear:
         """Quantize `weight`; with `input_max` (max |x| per input channel, see `input_maxima`) smooth first."""
@@ -218,6 +221,7 @@ def choose_quant(requested: str | None, source_dtype: str, device: torch.device,
     return requested  # type: ignore[return-value]
 
 
+@torch.no_grad()
 def quantize(model: nn.Module, mode: Quant, empty: bool = False, calibration: list[int] | None = None) -> nn.Module:
     """Replace the transformer's linear layers in place: int4 where rows split into groups of 32 (else
     int8; int4 layers' copies for prompts smoothed on `calibration` token ids when given); the output
