@@ -11,7 +11,7 @@ the two models' step costs and on how often they agree: llama.cpp's `--model-dra
 The embedded SmolLM2-135M has no smaller sibling, but its int4 quantization is a draft for the same
 model in float32, the precision that matches transformers token for token: the int4 package's step
 costs about 8 ms on the project's CPU against 27 ms in float32, and the float32 text comes a median
-1.42x sooner (`benchmarks/text_draft_model.py`). A smaller model of the same family (SmolLM2-135M for
+1.55x sooner (`benchmarks/text_draft_model.py`). A smaller model of the same family (SmolLM2-135M for
 SmolLM2-360M or -1.7B) drafts the same way.
 
 The draft model keeps its own cache. It holds the keys and values of the text so far and of the last
