@@ -499,8 +499,7 @@ def load_model(choice: ModelChoice, safety=None) -> TextModel:
     if safety is not None:
         loaded.safety = safety
     if choice.draft is not None:
-        loaded.use_draft(choice.draft, **({"tokens": choice.draft_tokens} if choice.draft_tokens is not None else {}),
-                         **({"quant": choice.draft_quant} if choice.draft_quant is not None else {}))
+        loaded.use_draft(choice.draft, tokens=choice.draft_tokens or DRAFT_TOKENS, quant=choice.draft_quant or "auto")
     if choice.compile:  # now, so that the first answer's speed is its own and not the compiler's
         print("compiling the decode step ...", end=" ", file=sys.stderr, flush=True)
         t0 = time.perf_counter()

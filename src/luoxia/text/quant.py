@@ -235,34 +235,36 @@ def quantize(model: nn.Module, mode: Quant, empty: bool = False, calibration: li
         return _quantize_w8a8(model, empty, calibration)
 
     maxima = _calibrated_maxima(model, calibration) if mode == "int4" and not empty else {}
-    names = {module: name for name, module in model.named_modules()}
 
-    def replace(layer: nn.Linear, kind: type[Int4Linear | Int8Linear]) -> nn.Module:
+    def replace(layer: nn.Linear, name: str) -> nn.Module:
+        kind = Int4Linear if mode == "int4" and layer.in_features % GROUP == 0 else Int8Linear
         if empty:
             return kind(layer.out_features, layer.in_features, layer.bias is not None)
         if kind is Int4Linear:
-            return Int4Linear.from_float(layer.weight, layer.bias, maxima.get(names[layer]))
-        return kind.from_float(layer.weight, layer.bias)
+            return Int4Linear.from_float(layer.weight, layer.bias, maxima.get(name))
+        return Int8Linear.from_float(layer.weight, layer.bias)
 
     if mode == "int4":  # the output projection as w8a8: faster than weight-only int8 (module notes)
         head = model.output
         output = (DynamicInt8Linear(head.out_features, head.in_features, head.bias is not None) if empty
                   else DynamicInt8Linear.from_float(head.weight, head.bias))
     else:
-        output = replace(model.output, Int8Linear)
-    for module in list(model.modules()):
+        output = replace(model.output, "output")
+    for module_name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear) and child is not model.output:
-                use_int4 = mode == "int4" and child.in_features % GROUP == 0
-                setattr(module, child_name, replace(child, Int4Linear if use_int4 else Int8Linear))
-    prefills = {layer: layer.prefill for layer in model.modules() if isinstance(layer, Int4Linear)}
-    for layer in prefills:  # they stay float32, as w8a8 does, and so does the output projection
-        layer.prefill = None
-    model.output = None
-    model.to(torch.bfloat16)
-    for layer, prefill in prefills.items():
-        layer.prefill = prefill
+                name = f"{module_name}.{child_name}" if module_name else child_name
+                setattr(module, child_name, replace(child, name))
     model.output = output
+    # Everything becomes bfloat16 but the w8a8 layers (the int4 mode's output projection and its prompt
+    # copies), which keep float32 as in the w8a8 mode.
+    w8a8 = [(parent, name, child) for parent in list(model.modules()) for name, child in parent.named_children()
+            if isinstance(child, DynamicInt8Linear)]
+    for parent, name, _ in w8a8:
+        setattr(parent, name, None)
+    model.to(torch.bfloat16)
+    for parent, name, child in w8a8:
+        setattr(parent, name, child)
     return model
 
 
