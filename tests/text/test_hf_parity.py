@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from luoxia.text import sampling
 from luoxia.text.pipeline import TextModel
 
 transformers = pytest.importorskip("transformers")
@@ -119,16 +120,31 @@ def test_beam_search_options_identical(pair, options):
     dict(min_p=0.1, temperature=1.5),
     dict(repetition_penalty=1.2, top_k=50, top_p=0.95),
 ])
-def test_sampling_reproduces_transformers_with_same_seed(pair, options):
+def test_sampling_distributions_match_transformers(pair, options, monkeypatch):
+    """Along a sequence transformers sampled, our decoding loop's next-token distribution at every step is
+    transformers' (processors, their order, the prompt length they count from, the cache). The draw itself
+    is `sampling.draw` (tests/text/test_draw.py), not transformers' random stream, so seeds differ."""
     ours, theirs = pair
     prompt = PROMPTS[1]
     ids = ids_of(ours, prompt)
     torch.manual_seed(1234)
     hf_options = {"top_k": 0, **options}  # transformers' default top_k is 50
-    expected = theirs.generate(torch.tensor([ids]), max_new_tokens=30, min_new_tokens=30, do_sample=True,
-                               **hf_options)
+    out = theirs.generate(torch.tensor([ids]), max_new_tokens=30, min_new_tokens=30, do_sample=True,
+                          output_scores=True, return_dict_in_generate=True, **hf_options)
+    their_tokens = out.sequences[0, len(ids):].tolist()
+    our_scores = []
+
+    def take_theirs(scores: torch.Tensor, do_sample: bool, generator) -> torch.Tensor:
+        assert do_sample and generator is not None
+        our_scores.append(scores[0].clone())
+        return torch.tensor([their_tokens[len(our_scores) - 1]])
+
+    monkeypatch.setattr(sampling, "pick_next", take_theirs)
     got = ours.generate(prompt, max_new_tokens=30, min_new_tokens=30, do_sample=True, seed=1234, **options)
-    assert got.token_ids == expected[0, len(ids):].tolist()
+    assert got.token_ids == their_tokens and len(our_scores) == len(out.scores) == 30
+    for step, (mine, expected) in enumerate(zip(our_scores, out.scores)):
+        assert torch.equal(mine.isinf(), expected[0].isinf()), f"step {step}: other tokens filtered out"
+        torch.testing.assert_close(mine.softmax(-1), expected[0].softmax(-1), atol=1e-5, rtol=1e-4)
 
 
 def test_batched_generation_with_left_padding_matches_single(pair):

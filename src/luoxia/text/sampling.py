@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NEG_INF = float("-inf")
+DRAW_BLOCK = 256  # entries per block of `draw`: 192 blocks for a 49,152-token vocabulary
 
 
 def repetition_penalty(penalty: float) -> Processor:
@@ -160,4 +162,32 @@ def pick_next(scores: torch.Tensor, do_sample: bool, generator: torch.Generator 
     """The next token per row (B,): argmax, or a draw from softmax(scores)."""
     if not do_sample:
         return scores.argmax(dim=-1)
-    return torch.multinomial(scores.softmax(dim=-1), num_samples=1, generator=generator).squeeze(1)
+    return draw(scores.softmax(dim=-1), generator)
+
+
+def draw(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One index per row (B,) drawn with probability proportional to `weights` (B, V), by inverse CDF.
+
+    `torch.multinomial` draws an exponential number for every entry: 1.2 ms for one row of SmolLM2's
+    49,152 entries and 20 ms for 16 rows on this project's CPU, as long as the batch-16 forward itself.
+    Here one uniform number per row picks a block of `DRAW_BLOCK` entries from the blocks' running sum,
+    then an entry from the running sum inside that block: 0.11 and 0.44 ms. The running sums are float64
+    and only block-long, so every entry keeps its share (one float32 sum over the whole vocabulary moved
+    3e-4 of the mass) without a float64 copy of the whole row."""
+    rows, vocab = weights.shape
+    pad = -vocab % DRAW_BLOCK
+    blocks = (F.pad(weights, (0, pad)) if pad else weights).view(rows, -1, DRAW_BLOCK)
+    sums = blocks.sum(dim=-1).double()
+    cdf = sums.cumsum(dim=-1)
+    total = cdf[:, -1:]
+    if not bool(((total > 0) & torch.isfinite(total)).all()):
+        raise ValueError("cannot sample: a row's probabilities are all zero or not finite")
+    u = torch.rand(total.shape, generator=generator, device=weights.device, dtype=torch.float64) * total
+    # Searches find the first running sum above u, which is never an entry of weight 0 (its sum equals
+    # the one before), as long as u stays in [0, total): the clamps undo rounding.
+    block = torch.searchsorted(cdf, torch.minimum(u, torch.nextafter(total, torch.zeros_like(total))), right=True)
+    u = (u - cdf.gather(1, block) + sums.gather(1, block)).clamp_(min=0)  # where u falls inside its block
+    inner = blocks.gather(1, block[..., None].expand(-1, -1, DRAW_BLOCK)).squeeze(1).double().cumsum(dim=-1)
+    inner_total = inner[:, -1:]
+    entry = torch.searchsorted(inner, torch.minimum(u, torch.nextafter(inner_total, torch.zeros_like(u))), right=True)
+    return (block * DRAW_BLOCK + entry).squeeze(1)

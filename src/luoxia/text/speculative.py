@@ -113,7 +113,7 @@ def check_draft_token(scores: torch.Tensor, draft: int, do_sample: bool,
     else:
         residual = (probs - q.to(probs.device)).clamp_(min=0)
         probs = residual if float(residual.sum()) > 0 else probs  # p = q up to rounding: rejection was a fluke
-    return int(torch.multinomial(probs, 1, generator=generator)), False
+    return int(sampling.draw(probs[None], generator)[0]), False
 
 
 class PromptLookup:
