@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from luoxia.core.errors import InvalidParameterError
-from luoxia.text.aot_step import MAX_TOKENS, AotDecodeStep, package_path
+from luoxia.text.aot_step import CHECK_TOLERANCE, MAX_TOKENS, AotDecodeStep, package_path
 from luoxia.text.kv_cache import KVCache
 
 
@@ -188,6 +188,7 @@ def test_a_damaged_package_costs_a_note_not_the_run(packaged, tiny_llama_dir, ho
 def test_an_int4_package_shares_the_models_weights(tiny_llama_dir, tmp_path, monkeypatch):
     # Inductor's int4 lowering adds unnamed constants (the group size) that the loader must supply.
     from luoxia.text.pipeline import TextModel
+    from luoxia.text.quant import BATCH_ROWS
 
     monkeypatch.setenv("LUOXIA_HOME", str(tmp_path))
     packaged = TextModel.load(str(tiny_llama_dir), quant="int4", aot=True)
@@ -197,6 +198,29 @@ def test_an_int4_package_shares_the_models_weights(tiny_llama_dir, tmp_path, mon
     b = packaged.generate("hello world", max_new_tokens=8, ignore_eos=True)
     assert a.token_ids == b.token_ids
     model, step = packaged.model, packaged.decode_step
+
+    # Batches of BATCH_ROWS rows or more go through the second package (int8 products), smaller ones the first.
+    assert step.batch_package is not None and step.batch_rows == BATCH_ROWS
+    used = []
+    for name in ("package", "batch_package"):
+        run = getattr(step, name)
+        monkeypatch.setattr(step, name, lambda *tensors, run=run, name=name: used.append(name) or run(*tensors))
+    tokens = torch.randint(model.config.vocab_size, (BATCH_ROWS + 1, 6), generator=torch.Generator().manual_seed(5))
+    for rows in (BATCH_ROWS - 1, BATCH_ROWS + 1):
+        with torch.inference_mode():
+            caches = model.new_caches(rows, 8)
+            model(tokens[:rows, :5], caches, 0)
+            saved = [(c.k.clone(), c.v.clone()) for c in caches]
+            ours = step(tokens[:rows, 5:], caches, 5).float()
+            for cache, (k, v) in zip(caches, saved):
+                cache.k.copy_(k)
+                cache.v.copy_(v)
+            theirs = model(tokens[:rows, 5:], caches, 5).float()  # eager: the kernel below BATCH_ROWS, else the copy
+        # The package keeps float32 between fused operations where eager rounds to bfloat16, and int8 activations
+        # amplify that in a random model (3% of the range here); wrong weights are off by the whole range.
+        assert float((ours - theirs).abs().max()) < CHECK_TOLERANCE * float(theirs.max() - theirs.min()), rows
+        assert used == ["package" if rows < BATCH_ROWS else "batch_package"], rows
+        used.clear()
     caches = model.new_caches(1, 8)
     with torch.inference_mode():
         model(torch.tensor([[5, 9, 14]]), caches, 0)

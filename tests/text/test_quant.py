@@ -64,6 +64,28 @@ def test_int4_prompts_take_an_int8_copy_of_the_same_weights():
     assert torch.equal(layer(short), kernel[:, :quant.PREFILL_TOKENS - 1])  # the int4 kernel, bit for bit
 
 
+def test_int4_batches_take_the_copy_too():
+    """A call of BATCH_ROWS rows or more (a batch's decode step) multiplies by the copy too; fewer rows, by
+    the int4 kernel."""
+    g = torch.Generator().manual_seed(4)
+    layer = Int4Linear.from_float(q4_1_weights(64, 128, seed=4), torch.randn(64, generator=g))
+    x = torch.randn(quant.BATCH_ROWS, 1, 128, generator=g).bfloat16()
+    kernel = torch.ops.aten._weight_int4pack_mm_for_cpu(x.reshape(-1, 128), layer.weight, 32,
+                                                        layer.scales_and_zeros).view(-1, 1, 64) + layer.bias
+    assert torch.equal(layer(x), layer.prefill(x).to(torch.bfloat16) + layer.bias)
+    assert torch.equal(layer(x[:-1]), kernel[:-1])
+
+
+def test_which_int4_calls_take_the_copy(monkeypatch):
+    rows, prompt = quant.BATCH_ROWS, quant.PREFILL_TOKENS
+    assert [quant.takes_the_copy(r, t) for r, t in [(1, 1), (rows - 1, 16), (rows, 1), (1, prompt)]] == \
+        [False, False, True, True]
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # torch.compile: the kernel for all
+    assert not any(quant.takes_the_copy(r, t) for r, t in [(rows, 1), (1, prompt), (64, 16)])
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)  # export: by rows (aot_step's two packages)
+    assert [quant.takes_the_copy(r, t) for r, t in [(rows - 1, 16), (rows, 1), (1, prompt)]] == [False, True, False]
+
+
 def test_w8a8_is_close_to_float_and_smoothing_tames_outlier_channels():
     g = torch.Generator().manual_seed(2)
     w, b = torch.randn(64, 96, generator=g) * 0.05, torch.randn(64, generator=g)

@@ -27,6 +27,11 @@ memory beside the model's). Constants Inductor derives from the weights (a trans
 projection) are computed at load (runtime constant folding). A new package is checked against the
 eager step before it is kept.
 
+An int4 model gets two packages: one for fewer than `quant.BATCH_ROWS` rows, through the int4 kernel,
+and one for batches of that many rows or more, through each layer's w8a8 copy (`quant.takes_the_copy`:
+a 16-row step takes 21.4 ms that way against 36.5 ms through the kernel). Other modes compute every batch
+size alike and get one.
+
 A package is specific to the model file, the quantization layout, the torch version and the CPU's
 vector instructions, all in its name; one that fails to build, check or load is reported in one
 line and the model decodes eagerly.
@@ -46,14 +51,15 @@ from torch import nn
 from luoxia.text.generate import padding_mask
 from luoxia.text.kv_cache import KVCache
 from luoxia.text.model import Transformer
-from luoxia.text.quant import GROUP, LAYOUT_VERSION, Int4Linear
+from luoxia.text.quant import BATCH_ROWS, GROUP, LAYOUT_VERSION, Int4Linear
 
 MAX_ROWS = 1024  # the largest batch a package takes (larger ones decode eagerly)
 MAX_TOKENS = 16  # the most tokens per row a call takes: a step, or a speculative check of up to 15 drafted tokens
 # Part of the package's name. 2: the package takes the model's own weights at load (1 embedded a copy);
 # 3: the caches it takes are float32 in a bfloat16 model (`Transformer.cache_dtype`); 4: the mask covers
-# only the written columns, and attention reads only those; 5: up to MAX_TOKENS tokens a call.
-PACKAGE_FORMAT = 5
+# only the written columns, and attention reads only those; 5: up to MAX_TOKENS tokens a call; 6: int4 models
+# get a second package for batches (`batch_rows`).
+PACKAGE_FORMAT = 6
 # How far a new package's logits may be from the eager step's, as a fraction of the eager logits' range:
 # the package keeps float32 between fused operations where the eager bfloat16 model rounds (SmolLM2 int4:
 # 0.018); wrong weights or a miscompiled kernel are off by the whole range.
@@ -83,15 +89,32 @@ def cpu_tag() -> str:
     return tag + "".join(f"-{name}" for name in ("vnni", "amx") if f" {name}" in flags or f"_{name}" in flags)
 
 
-def package_path(directory: Path, mode: str, package_format: int = PACKAGE_FORMAT) -> Path:
-    """Where the package of a model quantized as `mode` lives, in its cache `directory`."""
-    return directory / f"decode.{mode}.v{LAYOUT_VERSION}.p{package_format}.torch-{torch.__version__}.{cpu_tag()}.pt2"
+def package_path(directory: Path, mode: str, package_format: int = PACKAGE_FORMAT, batch: bool = False) -> Path:
+    """Where the package of a model quantized as `mode` lives, in its cache `directory` (`batch`: the int4
+    package for batches)."""
+    kind = "decode-batch" if batch else "decode"
+    return directory / f"{kind}.{mode}.v{LAYOUT_VERSION}.p{package_format}.torch-{torch.__version__}.{cpu_tag()}.pt2"
 
 
 def outdated_packages(directory: Path, mode: str) -> list[Path]:
     """Packages of `mode` in `directory` this luoxia cannot use: another layout, format, torch or CPU."""
-    current = package_path(directory, mode)
-    return [p for p in sorted(directory.glob(f"decode.{mode}.*.pt2")) if p != current]
+    current = {package_path(directory, mode), package_path(directory, mode, batch=True)}
+    return [p for kind in ("decode", "decode-batch") for p in sorted(directory.glob(f"{kind}.{mode}.*.pt2"))
+            if p not in current]
+
+
+def batch_rows(model: Transformer) -> int | None:
+    """The fewest rows the batch package takes: BATCH_ROWS for a model with int4 layers (whose layers decide
+    by rows, `quant.takes_the_copy`), None for the rest (one package serves every batch size)."""
+    return BATCH_ROWS if any(isinstance(m, Int4Linear) for m in model.modules()) else None
+
+
+def row_range(model: Transformer, batch: bool) -> tuple[int, int]:
+    """The batch sizes a package takes: (fewest, most)."""
+    split = batch_rows(model)
+    if split is None:
+        return 1, MAX_ROWS
+    return (split, MAX_ROWS) if batch else (1, split - 1)
 
 
 def cache_limit(model: Transformer) -> int:
@@ -109,17 +132,18 @@ def example_inputs(model: Transformer, rows: int, tokens: int, length: int, star
             torch.tensor([start]), causal, *kv)
 
 
-def build_package(model: Transformer, path: Path) -> None:
-    """Export the step with dynamic batch, token count and cache length, compile it into `path` without
-    its weights, and check it against the eager step; `path` is written whole or not at all."""
-    example = example_inputs(model, rows=2, tokens=2, length=64, start=3)
-    rows = torch.export.Dim("batch", min=1, max=MAX_ROWS)
+def build_package(model: Transformer, path: Path, batch: bool = False) -> None:
+    """Export the step with dynamic batch (`row_range`), token count and cache length, compile it into `path`
+    without its weights, and check it against the eager step; `path` is written whole or not at all."""
+    rows = row_range(model, batch)
+    example = example_inputs(model, rows=min(rows[0] + 1, rows[1]), tokens=2, length=64, start=3)
+    batch_size = torch.export.Dim("batch", min=rows[0], max=rows[1])
     tokens = torch.export.Dim("tokens", min=1, max=MAX_TOKENS)
     columns = torch.export.Dim("cache", min=2, max=cache_limit(model))
     kv = example[4:]
     seen = torch.export.Dim("seen", min=2, max=cache_limit(model))
-    shapes = ({0: rows, 1: tokens}, {0: rows, 1: tokens}, None, {0: rows, 2: tokens, 3: seen},
-              tuple({0: rows, 2: columns} for _ in kv))
+    shapes = ({0: batch_size, 1: tokens}, {0: batch_size, 1: tokens}, None, {0: batch_size, 2: tokens, 3: seen},
+              tuple({0: batch_size, 2: columns} for _ in kv))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt2")  # the packager wants the .pt2 suffix
     try:
@@ -130,18 +154,18 @@ def build_package(model: Transformer, path: Path) -> None:
             warnings.simplefilter("ignore", FutureWarning)
             program = torch.export.export(FlatStep(model), example, dynamic_shapes=shapes)
             torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
-        check_package(model, Package(tmp, model))
+        check_package(model, Package(tmp, model), rows=example[0].shape[0])
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def check_package(model: Transformer, package: Package) -> None:
-    """Raise unless a one-token and a three-token call of `package` give the eager model's logits (within
-    CHECK_TOLERANCE)."""
+def check_package(model: Transformer, package: Package, rows: int = 3) -> None:
+    """Raise unless a one-token and a three-token call of `package` for `rows` rows give the eager model's
+    logits (within CHECK_TOLERANCE)."""
     generator = torch.Generator().manual_seed(0)
-    tokens = torch.randint(model.config.vocab_size, (3, 8), generator=generator)
-    caches = model.new_caches(3, 16)
+    tokens = torch.randint(model.config.vocab_size, (rows, 8), generator=generator)
+    caches = model.new_caches(rows, 16)
     with torch.inference_mode():
         model(tokens[:, :5], caches, 0)
         saved = [(c.k.clone(), c.v.clone()) for c in caches]
@@ -192,18 +216,23 @@ class Package:
 
 class AotDecodeStep:
     """The model's forward for decode steps and draft checks (`decode_steps`' `one_token_forward`) through a
-    loaded package; what the package cannot serve (see the module notes) runs `model`."""
+    loaded package (and, for an int4 model's batches of `batch_rows` rows or more, `batch_package`); what
+    the packages cannot serve (see the module notes) runs `model`."""
 
-    def __init__(self, model: Transformer, package: Callable[..., torch.Tensor]):
-        self.model, self.package = model, package
+    def __init__(self, model: Transformer, package: Callable[..., torch.Tensor],
+                 batch_package: Callable[..., torch.Tensor] | None = None):
+        self.model, self.package, self.batch_package = model, package, batch_package
         self.max_cache = cache_limit(model)
+        self.batch_rows = batch_rows(model) or MAX_ROWS + 1
 
     def __call__(self, tokens: torch.Tensor, caches: list[KVCache], start: int,
                  positions: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         length = caches[0].max_len
         rows, count = tokens.shape
-        if (not 1 <= count <= MAX_TOKENS or not isinstance(start, int) or start < 1 or not 2 <= length <= self.max_cache
-                or rows > MAX_ROWS or not all(c.k.is_contiguous() and c.v.is_contiguous() for c in caches)):
+        package = self.package if rows < self.batch_rows else self.batch_package
+        if (package is None or not 1 <= count <= MAX_TOKENS or not isinstance(start, int) or start < 1
+                or not 2 <= length <= self.max_cache or rows > MAX_ROWS
+                or not all(c.k.is_contiguous() and c.v.is_contiguous() for c in caches)):
             return self.model(tokens, caches, start, positions, mask)
         if positions is None:
             positions = (start + torch.arange(count)).expand(rows, count)
@@ -211,29 +240,36 @@ class AotDecodeStep:
             mask = padding_mask(torch.ones(rows, start + count, dtype=torch.bool), start, start + count)
         kv = [t for cache in caches for t in (cache.k, cache.v)]
         # The package reads its inputs with the strides of contiguous tensors.
-        return self.package(tokens.contiguous(), positions.contiguous(), torch.tensor([start]), mask.contiguous(), *kv)
+        return package(tokens.contiguous(), positions.contiguous(), torch.tensor([start]), mask.contiguous(), *kv)
 
 
 def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool = True,
                     log: Callable[[str], None] = print) -> AotDecodeStep | None:
     """The packaged step of `model` (quantized as `mode`), built into `directory` on first use (with
     `build`; without, None when there is no package yet); None, with a note, where building or
-    loading fails (the caller then decodes eagerly)."""
+    loading fails (the caller then decodes eagerly). An int4 model's batch package is built first, so that
+    the main one's presence means both were built."""
     try:
         path = package_path(directory, mode)
+        batch_path = package_path(directory, mode, batch=True) if batch_rows(model) else None
         if not path.exists():
             if not build:
                 if outdated_packages(directory, mode):  # the user built one before: say why it is not used
                     log("note: the ahead-of-time decode step was built for another luoxia, torch or CPU; "
                         "run once with --aot to rebuild it (about a minute); decoding eagerly")
                 return None
-            log("building the ahead-of-time decode step (once for this model and quantization: about a minute) ...")
+            log("building the ahead-of-time decode step (once for this model and quantization: about a minute, "
+                "two for int4) ...")
             t0 = time.perf_counter()
+            if batch_path is not None:
+                build_package(model, batch_path, batch=True)
             build_package(model, path)
             log(f"built it in {time.perf_counter() - t0:.0f} s; later runs load it, with or without --aot")
             for old in range(1, PACKAGE_FORMAT):  # this luoxia's earlier formats (other torch versions or CPUs stay)
                 package_path(directory, mode, old).unlink(missing_ok=True)
-        return AotDecodeStep(model, Package(path, model))
+        # A batch package deleted by hand leaves batches to the eager model.
+        batch = Package(batch_path, model) if batch_path is not None and batch_path.exists() else None
+        return AotDecodeStep(model, Package(path, model), batch)
     except Exception as e:  # noqa: BLE001 (no compiler, an unsupported op, a damaged package)
         reason = (str(e).strip().splitlines() or [""])[0][:200]
         log(f"note: the ahead-of-time decode step is unavailable ({type(e).__name__}: {reason}); decoding eagerly")

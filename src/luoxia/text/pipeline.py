@@ -84,7 +84,7 @@ class TextModel:
         the one-token decode step on its first use (see `text.compiled`: 1.5-1.8x the eager int4 decode
         speed on the CPU, after a compile of about 8 s, minutes on a machine's first run). `aot` instead
         decodes through a step compiled ahead of time (`text.aot_step`: about 2x eager int4 on the CPU,
-        built once per model and quantization in about a minute, then loaded in 0.15 s); None (the
+        built once per model and quantization in about a minute, two for int4, then loaded in 0.15 s); None (the
         default) uses such a step when one was built before (on the CPU, without `compile`, from the
         cache that `use_cache` allows), and False decodes eagerly.
         """

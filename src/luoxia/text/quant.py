@@ -32,6 +32,11 @@ each int4 layer keeps a w8a8 copy of its own weights as the 4-bit codes give the
 the calibration text: +106 MB for SmolLM2-135M), used by calls of `PREFILL_TOKENS` tokens a row or more;
 decode steps and draft checks keep the int4 kernel. Perplexity over a 1,024-token forward through the
 copy is 1.0142 / 0.9948 of float32's (through the kernel 1.0023 / 1.0116; GPL-3 and Apache-2.0 texts).
+The same holds for rows: a batch of `BATCH_ROWS` rows or more (a server's, or `generate` with a list of
+prompts) decodes through the copy too. One step of the embedded model compiled ahead of time took
+11.7 ms at 4 rows through the kernel, 18.4 ms at 5 and 36.5 ms at 16; through the copy 11.4, 12.6 and
+21.4 ms (`text.aot_step` builds a second package for such batches). Under `torch.compile` (`--compile`)
+the kernel serves every batch size, so that the batch size adds no guard and no second graph.
 """
 
 from __future__ import annotations
@@ -53,9 +58,12 @@ LAYOUT_VERSION = 3
 QUANTS = ("none", "int8", "int4", "w8a8")
 GROUP = 32
 # Calls with at least this many tokens a row (prompts) take int4 layers' w8a8 copy: the int4 kernel works
-# row by row (a 128-token prompt at 551 tokens/s), the int8 product does not (1,459). Decode steps, draft
-# checks and every compiled or exported graph (at most 16 tokens) keep the int4 kernel.
+# row by row (a 128-token prompt at 551 tokens/s), the int8 product does not (1,459). Decode steps and draft
+# checks of fewer than BATCH_ROWS rows, and every compiled or exported graph (at most 16 tokens), keep the kernel.
 PREFILL_TOKENS = 32
+# Calls of at least this many rows (a batch's decode steps) take the copy too: at 4 rows the two tie, from
+# 5 the kernel's time jumps (module notes).
+BATCH_ROWS = 4
 # SmoothQuant's migration strength: 0 keeps the outliers in x, 1 moves them all to w. 0.6 was the best of
 # 0.4/0.5/0.6 for SmolLM2-135M on two validation texts (MPL-2.0, LGPL-2.1), all three within 2%.
 SMOOTHING_ALPHA = 0.6
@@ -130,13 +138,24 @@ class Int4Linear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3 and x.shape[1] >= PREFILL_TOKENS and not torch.compiler.is_compiling():
-            y = self.prefill(x).to(x.dtype)  # a prompt: the int8 product, 2.6x the int4 kernel's speed here
+        if x.dim() == 3 and takes_the_copy(x.shape[0], x.shape[1]):
+            y = self.prefill(x).to(x.dtype)  # a prompt or a batch: the int8 product (module notes)
         else:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(
                 x.reshape(-1, x.shape[-1]), self.weight, GROUP, self.scales_and_zeros
             ).view(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
+
+
+def takes_the_copy(rows: int, tokens: int) -> bool:
+    """Whether an int4 layer's call of `rows` × `tokens` goes through its w8a8 copy (module notes). An exported
+    graph decides by rows alone (`text.aot_step` exports one graph for fewer than BATCH_ROWS, one for more;
+    its calls take at most 16 tokens), a `torch.compile`d one never."""
+    if torch.compiler.is_exporting():
+        return rows >= BATCH_ROWS
+    if torch.compiler.is_compiling():
+        return False
+    return rows >= BATCH_ROWS or tokens >= PREFILL_TOKENS
 
 
 class DynamicInt8Linear(nn.Module):
