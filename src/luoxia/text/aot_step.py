@@ -256,7 +256,7 @@ def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool 
             if not build:
                 if outdated_packages(directory, mode):  # the user built one before: say why it is not used
                     log("note: the ahead-of-time decode step was built for another luoxia, torch or CPU; "
-                        "run once with --aot to rebuild it (about a minute); decoding eagerly")
+                        "run once with --aot to rebuild it (a minute or two); decoding eagerly")
                 return None
             log("building the ahead-of-time decode step (once for this model and quantization: about a minute, "
                 "two for int4) ...")
