@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import torch
+
+
+def note(message: str) -> None:
+    """The default `log` of the compiling helpers: stderr, so that a program's output stays clean."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def compile_or_eager(fn: Callable, log: Callable[[str], None], what: str, **compile_kwargs) -> Callable:

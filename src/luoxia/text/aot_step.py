@@ -48,6 +48,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from luoxia.core.compile import note
 from luoxia.text.generate import padding_mask
 from luoxia.text.kv_cache import KVCache
 from luoxia.text.model import Transformer
@@ -244,7 +245,7 @@ class AotDecodeStep:
 
 
 def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool = True,
-                    log: Callable[[str], None] = print) -> AotDecodeStep | None:
+                    log: Callable[[str], None] = note) -> AotDecodeStep | None:
     """The packaged step of `model` (quantized as `mode`), built into `directory` on first use (with
     `build`; without, None when there is no package yet); None, with a note, where building or
     loading fails (the caller then decodes eagerly). An int4 model's batch package is built first, so that

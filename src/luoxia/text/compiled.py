@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 import torch
 
-from luoxia.core.compile import compile_or_eager
+from luoxia.core.compile import compile_or_eager, note
 from luoxia.text.cuda_graph import GraphedDecodeStep
 from luoxia.text.model import Transformer
 
@@ -59,7 +59,7 @@ def forward_of_its_own(model: Transformer) -> Callable:
     return types.MethodType(own, model)
 
 
-def compiled_decode_step(model: Transformer, log: Callable[[str], None] = print) -> Callable:
+def compiled_decode_step(model: Transformer, log: Callable[[str], None] = note) -> Callable:
     """A function with the model's forward signature, compiled for one-token steps. Falls back to
     the eager model (with a note) where compiling fails, e.g. without a C++ compiler.
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -99,10 +98,10 @@ class TextModel:
         info["compile"] = compile
         loaded = cls(model, bundle.tokenizer, bundle, info)
         if compile:
-            loaded.decode_step = compiled_decode_step(model, log=lambda message: print(message, file=sys.stderr))
+            loaded.decode_step = compiled_decode_step(model)
         if aot or (aot is None and use_cache and not compile and model.tok_embeddings.weight.device.type == "cpu"):
             loaded.decode_step = aot_decode_step(model, cache.cache_dir_for(bundle.sha256), info["quant"],
-                                                 build=bool(aot), log=lambda message: print(message, file=sys.stderr))
+                                                 build=bool(aot))
         info["aot"] = isinstance(loaded.decode_step, AotDecodeStep)
         return loaded
 
