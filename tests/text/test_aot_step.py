@@ -188,7 +188,7 @@ def test_a_damaged_package_costs_a_note_not_the_run(packaged, tiny_llama_dir, ho
 def test_an_int4_package_shares_the_models_weights(tiny_llama_dir, tmp_path, monkeypatch):
     # Inductor's int4 lowering adds unnamed constants (the group size) that the loader must supply.
     from luoxia.text.pipeline import TextModel
-    from luoxia.text.quant import BATCH_ROWS
+    from luoxia.text.quant import BATCH_ROWS, Int4Linear
 
     monkeypatch.setenv("LUOXIA_HOME", str(tmp_path))
     packaged = TextModel.load(str(tiny_llama_dir), quant="int4", aot=True)
@@ -205,6 +205,11 @@ def test_an_int4_package_shares_the_models_weights(tiny_llama_dir, tmp_path, mon
     for name in ("package", "batch_package"):
         run = getattr(step, name)
         monkeypatch.setattr(step, name, lambda *tensors, run=run, name=name: used.append(name) or run(*tensors))
+    # The copies' scales halved (the package reads the model's tensors): only calls through the copy change.
+    copies = [m.prefill.scales for m in model.modules() if isinstance(m, Int4Linear)]
+    saved_scales = [t.clone() for t in copies]
+    for t in copies:
+        t.mul_(0.5)
     tokens = torch.randint(model.config.vocab_size, (BATCH_ROWS + 1, 6), generator=torch.Generator().manual_seed(5))
     for rows in (BATCH_ROWS - 1, BATCH_ROWS + 1):
         with torch.inference_mode():
@@ -221,6 +226,8 @@ def test_an_int4_package_shares_the_models_weights(tiny_llama_dir, tmp_path, mon
         assert float((ours - theirs).abs().max()) < CHECK_TOLERANCE * float(theirs.max() - theirs.min()), rows
         assert used == ["package" if rows < BATCH_ROWS else "batch_package"], rows
         used.clear()
+    for t, original in zip(copies, saved_scales):
+        t.copy_(original)
     caches = model.new_caches(1, 8)
     with torch.inference_mode():
         model(torch.tensor([[5, 9, 14]]), caches, 0)

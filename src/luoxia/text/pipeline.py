@@ -26,7 +26,7 @@ from luoxia.core.provenance import Provenance
 from luoxia.core.registry import DEFAULT_TEXT_MODEL
 from luoxia.safety.policy import SafetyConfig
 from luoxia.text import prompting
-from luoxia.text.aot_step import AotDecodeStep, aot_decode_step
+from luoxia.text.aot_step import AotDecodeStep, aot_decode_step, batch_rows
 from luoxia.text.batching import RunningBatch
 from luoxia.text.beam_search import beam_search
 from luoxia.text.chat import Message
@@ -109,7 +109,8 @@ class TextModel:
         """Compile the decode step for what requests will run, so that none waits for a compile: batch 1 (a
         graph of its own), with `batches` also a left-padded batch (one graph for every batch size), a lone
         left-padded row (a server's running batch can hold one) and speculative decoding's several-token
-        checks. Four graphs; on CUDA only batch 1, the one that is graphed (`text.cuda_graph`).
+        checks. Four graphs, and for an int4 model a batch of BATCH_ROWS rows or more (its layers take another
+        path there: `quant.takes_the_copy`); on CUDA only batch 1, the one that is graphed (`text.cuda_graph`).
 
         Every size here differs from the cache's fixed dimensions and from the others: Dynamo gives equal
         sizes one symbol ("duck shapes"), so a first compile that saw, say, a cache as long as the model has
@@ -135,6 +136,8 @@ class TextModel:
         if not batches or isinstance(self.decode_step, GraphedDecodeStep):
             return
         decode([1] + [5] * (unshared(2) - 1), unshared(9))
+        if split := batch_rows(self.model):
+            decode([1] + [5] * (unshared(split) - 1), unshared(9))
         batch, _ = self.running_batch(GenerationConfig())
         row = batch.add([[0] * unshared(11, 2, 3)], [1])[0]  # its padded step: a mask L + 2, a cache L + 3 long
         batch.step()

@@ -35,8 +35,7 @@ copy is 1.0142 / 0.9948 of float32's (through the kernel 1.0023 / 1.0116; GPL-3 
 The same holds for rows: a batch of `BATCH_ROWS` rows or more (a server's, or `generate` with a list of
 prompts) decodes through the copy too. One step of the embedded model compiled ahead of time took
 11.7 ms at 4 rows through the kernel, 18.4 ms at 5 and 36.5 ms at 16; through the copy 11.4, 12.6 and
-21.4 ms (`text.aot_step` builds a second package for such batches). Under `torch.compile` (`--compile`)
-the kernel serves every batch size, so that the batch size adds no guard and no second graph.
+21.4 ms (`text.aot_step` builds a second package for such batches, and `torch.compile` a second graph).
 """
 
 from __future__ import annotations
@@ -148,13 +147,12 @@ class Int4Linear(nn.Module):
 
 
 def takes_the_copy(rows: int, tokens: int) -> bool:
-    """Whether an int4 layer's call of `rows` × `tokens` goes through its w8a8 copy (module notes). An exported
-    graph decides by rows alone (`text.aot_step` exports one graph for fewer than BATCH_ROWS, one for more;
-    its calls take at most 16 tokens), a `torch.compile`d one never."""
-    if torch.compiler.is_exporting():
+    """Whether an int4 layer's call of `rows` × `tokens` goes through its w8a8 copy (module notes). A compiled
+    or exported graph decides by rows alone: its calls take at most 16 tokens, and a branch on them would
+    add a guard (`torch.compile`) or a second package (`text.aot_step`, which builds one for fewer than
+    BATCH_ROWS rows and one for more; `torch.compile` makes one graph each)."""
+    if torch.compiler.is_compiling():  # export too
         return rows >= BATCH_ROWS
-    if torch.compiler.is_compiling():
-        return False
     return rows >= BATCH_ROWS or tokens >= PREFILL_TOKENS
 
 
