@@ -104,7 +104,7 @@ class Int8Linear(nn.Module):
 
 class Int4Linear(nn.Module):
     """y = x · Wᵀ + b with W stored as 4-bit codes in groups of 32 (Q4_1 grid), packed for the CPU kernel,
-    and, for prompts, `prefill`: the same W (as the codes give it) as w8a8, smoothed (module notes).
+    and, for prompts and batches, `prefill`: the same W (as the codes give it) as w8a8, smoothed (module notes).
     `from_float` quantizes a weight; the constructor makes empty buffers for `load_state_dict`."""
 
     def __init__(self, out_features: int, in_features: int, bias: bool):
@@ -241,7 +241,7 @@ def choose_quant(requested: str | None, source_dtype: str, device: torch.device,
 @torch.no_grad()
 def quantize(model: nn.Module, mode: Quant, empty: bool = False, calibration: list[int] | None = None) -> nn.Module:
     """Replace the transformer's linear layers in place: int4 where rows split into groups of 32 (else
-    int8; int4 layers' copies for prompts smoothed on `calibration` token ids when given); the output
+    int8; int4 layers' copies for prompts and batches smoothed on `calibration` token ids when given); the output
     projection int8. Everything else becomes bfloat16. `empty` only lays out the quantized model (no
     weights read; `load_state_dict` fills it), e.g. for a model on the meta device. w8a8 turns every
     linear layer into `DynamicInt8Linear`, smoothed on `calibration` when given, and keeps the rest in
@@ -273,7 +273,7 @@ def quantize(model: nn.Module, mode: Quant, empty: bool = False, calibration: li
                 name = f"{module_name}.{child_name}" if module_name else child_name
                 setattr(module, child_name, replace(child, name))
     model.output = output
-    # Everything becomes bfloat16 but the w8a8 layers (the int4 mode's output projection and its prompt
+    # Everything becomes bfloat16 but the w8a8 layers (the int4 mode's output projection and its layers'
     # copies), which keep float32 as in the w8a8 mode.
     w8a8 = [(parent, name, child) for parent in list(model.modules()) for name, child in parent.named_children()
             if isinstance(child, DynamicInt8Linear)]
