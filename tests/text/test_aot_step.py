@@ -226,6 +226,26 @@ def test_an_int4_package_shares_the_models_weights(tiny_llama_dir, tmp_path, mon
         model.layers[0].attention.wqkv.scales_and_zeros.zero_()  # the model's tensor, changed in place ...
         after = step(torch.tensor([[4]]), caches, 3)
     assert not torch.allclose(before, after)  # ... is the package's: it holds no copy of the weights
+    assert_reads_in_place(model, step, model.layers[1].feed_forward.w_in.prefill.weight, rows=BATCH_ROWS)
+
+
+def assert_reads_in_place(model, step, weight: torch.Tensor, rows: int) -> None:
+    """`step` reads `weight` where it is, even after earlier calls: a package that had folded its transpose
+    into a copy (made at the first call) would not see it change. `weight` is restored."""
+    caches = model.new_caches(rows, 8)
+    saved = weight.clone()
+    with torch.inference_mode():
+        model(torch.tensor([[5, 9, 14]]).expand(rows, 3), caches, 0)
+        before = step(torch.full((rows, 1), 4), caches, 3)
+        weight.zero_()
+        after = step(torch.full((rows, 1), 4), caches, 3)
+        weight.copy_(saved)
+    assert not torch.allclose(before, after)
+
+
+def test_the_package_reads_the_weights_not_transposed_copies(packaged):
+    assert_reads_in_place(packaged.model, packaged.decode_step, packaged.model.layers[1].feed_forward.w_out.weight,
+                          rows=2)
 
 
 def test_a_package_that_disagrees_with_the_eager_step_is_refused(packaged):

@@ -23,9 +23,10 @@ contiguous).
 The package holds code, not weights: it is built without its constants and, when loaded, given the
 loaded model's own tensors (AOTInductor's user-managed constants), so it costs 4 MB on disk and no
 second copy of the weights in memory (embedded, they took 156 MB on disk and about 300 MB of resident
-memory beside the model's). Constants Inductor derives from the weights (a transposed int8 output
-projection) are computed at load (runtime constant folding). A new package is checked against the
-eager step before it is kept.
+memory beside the model's). Nor does it fold the weights' transposes (`weights_stay_views`): Inductor
+turns each `w.t()` of a constant into a transposed copy, made at the first call, with the same strides as
+the view, so the same speed, and 148 MB more resident memory for the embedded int4 model's two packages
+(all its int8 matrices). A new package is checked against the eager step before it is kept.
 
 An int4 model gets two packages: one for fewer than `quant.BATCH_ROWS` rows, through the int4 kernel,
 and one for batches of that many rows or more, through each layer's w8a8 copy (`quant.takes_the_copy`:
@@ -39,6 +40,7 @@ line and the model decodes eagerly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -59,8 +61,8 @@ MAX_TOKENS = 16  # the most tokens per row a call takes: a step, or a speculativ
 # Part of the package's name. 2: the package takes the model's own weights at load (1 embedded a copy);
 # 3: the caches it takes are float32 in a bfloat16 model (`Transformer.cache_dtype`); 4: the mask covers
 # only the written columns, and attention reads only those; 5: up to MAX_TOKENS tokens a call; 6: int4 models
-# get a second package for batches (`batch_rows`).
-PACKAGE_FORMAT = 6
+# get a second package for batches (`batch_rows`); 7: no transposed copies of the weights (`weights_stay_views`).
+PACKAGE_FORMAT = 7
 # How far a new package's logits may be from the eager step's, as a fraction of the eager logits' range:
 # the package keeps float32 between fused operations where the eager bfloat16 model rounds (SmolLM2 int4 on
 # text: 0.018). The check feeds random tokens, whose odd activations int8 products round far more: SmolLM2
@@ -136,6 +138,20 @@ def example_inputs(model: Transformer, rows: int, tokens: int, length: int, star
             torch.tensor([start]), causal, *kv)
 
 
+@contextlib.contextmanager
+def weights_stay_views():
+    """While building, keep Inductor from folding a transpose of a constant (`w.t()` before a matmul) into a
+    copy of that constant: the package then reads the model's own weights through the view (module notes)."""
+    from torch._inductor import constant_folding
+
+    permute = torch.ops.aten.permute.default
+    constant_folding.add_dont_constant_fold(permute)
+    try:
+        yield
+    finally:
+        constant_folding._dont_constant_fold.remove(permute)  # only ours; the module offers clear-all only
+
+
 def build_package(model: Transformer, path: Path, batch: bool = False) -> None:
     """Export the step with dynamic batch (`row_range`), token count and cache length, compile it into `path`
     without its weights, and check it against the eager step; `path` is written whole or not at all."""
@@ -152,7 +168,7 @@ def build_package(model: Transformer, path: Path, batch: bool = False) -> None:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt2")  # the packager wants the .pt2 suffix
     try:
         # PyTorch's own deprecation warnings (its tree specs, pickled by the packager) are not the user's.
-        with (torch.no_grad(), warnings.catch_warnings(),
+        with (torch.no_grad(), warnings.catch_warnings(), weights_stay_views(),
               torch._inductor.config.patch({"aot_inductor.package_constants_in_so": False,
                                             "aot_inductor.use_runtime_constant_folding": True})):
             warnings.simplefilter("ignore", FutureWarning)
@@ -194,9 +210,9 @@ def check_step(model: Transformer, step: Callable[..., torch.Tensor], rows: int 
 
 
 def shared_constants(model: Transformer, names: list[str]) -> dict[str, torch.Tensor]:
-    """The package's constants, by name, as the model's own tensors (no copies). Left out: those Inductor
-    folded from the weights (computed at load) and any it made that this cannot supply (the load then
-    fails, naming it)."""
+    """The package's constants, by name, as the model's own tensors (no copies). Left out: any Inductor folded
+    from the weights (computed at load; `weights_stay_views` keeps the transposes out) and any it made that
+    this cannot supply (the load then fails, naming it)."""
     own = FlatStep(model).state_dict(keep_vars=True)
     int4 = any(isinstance(m, Int4Linear) for m in model.modules())
     constants = {}
