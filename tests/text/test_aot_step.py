@@ -132,7 +132,9 @@ def test_a_built_package_is_used_by_default_and_never_built_by_default(packaged,
 
 
 def test_an_outdated_package_is_named_then_replaced(packaged, tiny_llama_dir, home, tmp_path, monkeypatch, capfd):
-    """After an upgrade the default load says why the old package is not used; a build removes it."""
+    """After an upgrade the default load says why the old package is not used; a build removes it, and every
+    other outdated package of that mode for this torch and CPU (a batch package, an older weight layout), but
+    not those of another torch or CPU, which another environment may share the folder with."""
     from luoxia.text import aot_step
     from luoxia.text.pipeline import TextModel
 
@@ -140,14 +142,21 @@ def test_an_outdated_package_is_named_then_replaced(packaged, tiny_llama_dir, ho
     directory = tmp_path / "weights" / packaged.sha256
     directory.mkdir(parents=True)
     outdated = package_path(directory, "none", aot_step.PACKAGE_FORMAT - 1)
-    outdated.write_bytes(b"a package of the format before")
+    older = [outdated, package_path(directory, "none", aot_step.PACKAGE_FORMAT - 1, batch=True),
+             outdated.with_name(outdated.name.replace(f".v{aot_step.LAYOUT_VERSION}.", ".v1."))]
+    others = [outdated.with_name(outdated.name.replace(f"torch-{torch.__version__}", "torch-2.0.0")),
+              outdated.with_name(outdated.name.replace(aot_step.cpu_tag(), "another-cpu")),
+              package_path(directory, "int8", aot_step.PACKAGE_FORMAT - 1)]
+    for path in older + others:
+        path.write_bytes(b"a package of the format before")
     capfd.readouterr()
     assert TextModel.load(str(tiny_llama_dir), quant="none").decode_step is None
     assert "run once with --aot to rebuild it" in capfd.readouterr().err
     built = package_path(home / "weights" / packaged.sha256, "none")
     monkeypatch.setattr(aot_step, "build_package", lambda model, path: shutil.copy(built, path))  # no second build
     rebuilt = TextModel.load(str(tiny_llama_dir), quant="none", aot=True)
-    assert rebuilt.load_info["aot"] and not outdated.exists()
+    assert rebuilt.load_info["aot"]
+    assert not any(path.exists() for path in older) and all(path.exists() for path in others)
 
 
 def test_what_the_package_cannot_serve_runs_eagerly(packaged):

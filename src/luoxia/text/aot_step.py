@@ -292,8 +292,10 @@ def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool 
                 build_package(model, batch_path, batch=True)
             build_package(model, path)
             log(f"built it in {time.perf_counter() - t0:.0f} s; later runs load it, with or without --aot")
-            for old in range(1, PACKAGE_FORMAT):  # this luoxia's earlier formats (other torch versions or CPUs stay)
-                package_path(directory, mode, old).unlink(missing_ok=True)
+            this_build = f".torch-{torch.__version__}.{cpu_tag()}.pt2"  # other torch versions' or CPUs' stay
+            for old in outdated_packages(directory, mode):
+                if old.name.endswith(this_build):
+                    old.unlink(missing_ok=True)
         # A batch package deleted by hand leaves batches to the eager model.
         batch = Package(batch_path, model) if batch_path is not None and batch_path.exists() else None
         return AotDecodeStep(model, Package(path, model), batch)
