@@ -258,8 +258,8 @@ def test_the_package_reads_the_weights_not_transposed_copies(packaged):
 
 
 def test_an_int4_models_packages_are_kept_both_or_neither(tiny_llama_dir, tmp_path, monkeypatch):
-    """The batch package builds in a child process while this one builds the main package; when the child
-    fails, the main package is not kept (its presence says both were built) and the error reaches the caller."""
+    """The batch package builds in a second Python while this one builds the main package; when that fails, the
+    main package is not kept (its presence says both were built) and the error reaches the caller, in one line."""
     from luoxia.text import aot_step
     from luoxia.text.pipeline import TextModel
 
@@ -268,19 +268,21 @@ def test_an_int4_models_packages_are_kept_both_or_neither(tiny_llama_dir, tmp_pa
     monkeypatch.setattr(aot_step, "build_package", lambda model, path, batch=False: path.write_bytes(b"main"))
     blocker = tmp_path / "a file"
     blocker.write_text("")
-    with pytest.raises(OSError):  # the child's real build cannot make its folder: a file is in the way
+    # The second Python's real build cannot make its folder: a file is in the way.
+    with pytest.raises(RuntimeError, match="the batch package's build failed: (FileExistsError|NotADirectoryError)"):
         aot_step.build_int4_packages(model, tmp_path / "decode.pt2", blocker / "decode-batch.pt2")
-    assert list(tmp_path.iterdir()) == [blocker]
+    assert list(tmp_path.iterdir()) == [blocker]  # nor the staged package, nor the weights handed over
 
 
-@pytest.mark.parametrize("cpus", [1, 2], ids=["one cpu", "no child process"])
+@pytest.mark.parametrize("cpus", [1, 2], ids=["one cpu", "no second python"])
 def test_int4_packages_build_in_turn_without_a_second_core_or_process(tmp_path, monkeypatch, cpus):
     from luoxia.text import aot_step
 
     built = []
     monkeypatch.setattr(aot_step, "usable_cpus", lambda: cpus)
-    # With one CPU no child is asked for; with two the child cannot be made (a sandbox without semaphores).
-    monkeypatch.setattr(aot_step, "child_process", lambda: pytest.fail("a child for one CPU") if cpus == 1 else None)
+    # With one CPU no second Python is asked for; with two it cannot start (no `sys.executable`, say).
+    monkeypatch.setattr(aot_step, "start_batch_build",
+                        lambda *args: pytest.fail("a second Python for one CPU") if cpus == 1 else None)
     monkeypatch.setattr(aot_step, "build_package", lambda model, path, batch=False: built.append((path.name, batch)))
     aot_step.build_int4_packages(None, tmp_path / "decode.pt2", tmp_path / "decode-batch.pt2")
     assert built == [("decode-batch.pt2", True), ("decode.pt2", False)]  # the main package last

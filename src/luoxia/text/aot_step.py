@@ -32,7 +32,7 @@ An int4 model gets two packages: one for fewer than `quant.BATCH_ROWS` rows, thr
 and one for batches of that many rows or more, through each layer's w8a8 copy (`quant.takes_the_copy`:
 a 16-row step takes 21.4 ms that way against 36.5 ms through the kernel). Other modes compute every batch
 size alike and get one. A build keeps about one core busy, so with two cores or more the two are built at
-once, the batch package by a child process (`build_int4_packages`: SmolLM2's took 148 s in turn, 96-106 s
+once, the batch package by a second Python (`build_int4_packages`: SmolLM2's took 148 s in turn, 96-106 s
 side by side on 2 cores).
 
 A package is specific to the model file, the quantization layout, the torch version and the CPU's
@@ -43,17 +43,18 @@ line and the model decodes eagerly.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from luoxia.core.compile import note
@@ -192,43 +193,57 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def child_process() -> ProcessPoolExecutor | None:
-    """A pool of one new (spawned) process, or None where none can be made (a sandbox without semaphores)."""
+def build_int4_packages(model: Transformer, path: Path, batch_path: Path) -> None:
+    """Build an int4 model's two packages, at once where there are two cores (module notes): the batch package
+    in a second Python (`python -m luoxia.text.aot_step`, a fresh interpreter: multiprocessing's spawn would
+    run the caller's script again) that reads the weights from a safetensors file. The main package is moved
+    into place last, so that its presence means both were built."""
+    staged = path.with_name(f".{path.stem}.staged.pt2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=path.parent) as work:
+        child = start_batch_build(model, Path(work), batch_path) if usable_cpus() >= 2 else None
+        if child is None:
+            build_package(model, batch_path, batch=True)
+            build_package(model, path)
+            return
+        try:
+            build_package(model, staged)
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        child.wait()
+        if child.returncode != 0:
+            lines = (Path(work) / "child.log").read_text(errors="replace").strip().splitlines()
+            staged.unlink(missing_ok=True)
+            raise RuntimeError(f"the batch package's build failed: {lines[-1] if lines else child.returncode}")
+        os.replace(staged, path)
+
+
+def start_batch_build(model: Transformer, work: Path, batch_path: Path) -> subprocess.Popen | None:
+    """A second Python building `model`'s batch package into `batch_path` (its output in `work`/child.log), or
+    None where it cannot start."""
+    weights = work / "model.safetensors"
+    save_file({name: t.contiguous() for name, t in model.state_dict().items()}, weights)
+    env = dict(os.environ)  # luoxia importable there as it is here (a checkout on sys.path, say)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    command = [sys.executable, "-m", "luoxia.text.aot_step", json.dumps(model.config.to_dict()), str(weights),
+               str(batch_path)]
     try:
-        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        with open(work / "child.log", "wb") as log:
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     except OSError:
         return None
 
 
-def build_int4_packages(model: Transformer, path: Path, batch_path: Path) -> None:
-    """Build an int4 model's two packages, at once where there are two cores (module notes): the batch package
-    in a child process, handed the weights as safetensors bytes (pickled tensors would move the model's
-    storage into shared memory). The main package is moved into place last, so that its presence means both
-    were built."""
-    pool = child_process() if usable_cpus() >= 2 else None
-    if pool is None:
-        build_package(model, batch_path, batch=True)
-        build_package(model, path)
-        return
-    staged = path.with_name(f".{path.stem}.staged.pt2")
-    weights = save_tensors({name: t.contiguous() for name, t in model.state_dict().items()})
-    try:
-        with pool:
-            batch_build = pool.submit(build_batch_package, model.config, weights, str(batch_path))
-            del weights
-            build_package(model, staged)
-            batch_build.result()
-        os.replace(staged, path)
-    finally:
-        staged.unlink(missing_ok=True)
-
-
-def build_batch_package(config: TransformerConfig, weights: bytes, path: str) -> None:
-    """In a child process: the int4 model of `config` with `weights` (its state dict), and its batch package."""
+def build_batch_package(config: TransformerConfig, weights: Path, path: Path) -> None:
+    """The second Python's work: the int4 model of `config` with `weights` (its state dict), and its batch
+    package in `path`."""
     with torch.device("meta"):
         model = quantize(Transformer(config), "int4", empty=True)
-    model.load_state_dict(load_tensors(weights), assign=True, strict=True)
-    build_package(model.eval(), Path(path), batch=True)
+    # Copied out of the file, whose tensors are only 8-byte aligned (see `formats.cache.load_quantized`).
+    model.load_state_dict({name: t.clone() for name, t in load_file(weights).items()}, assign=True, strict=True)
+    build_package(model.eval(), path, batch=True)
 
 
 def check_package(model: Transformer, package: Package, rows: int = 3) -> None:
@@ -355,3 +370,10 @@ def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool 
         reason = (str(e).strip().splitlines() or [""])[0][:200]
         log(f"note: the ahead-of-time decode step is unavailable ({type(e).__name__}: {reason}); decoding eagerly")
         return None
+
+
+if __name__ == "__main__":  # the second Python of `build_int4_packages`: CONFIG_JSON WEIGHTS PACKAGE
+    try:
+        build_batch_package(TransformerConfig.from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]), Path(sys.argv[3]))
+    except Exception as e:  # noqa: BLE001 (one line for the parent's note)
+        sys.exit(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}")
