@@ -32,7 +32,7 @@ An int4 model gets two packages: one for fewer than `quant.BATCH_ROWS` rows, thr
 and one for batches of that many rows or more, through each layer's w8a8 copy (`quant.takes_the_copy`:
 a 16-row step takes 21.4 ms that way against 36.5 ms through the kernel). Other modes compute every batch
 size alike and get one. A build keeps about one core busy, so with two cores or more the two are built at
-once, the batch package by a second Python (`build_int4_packages`: SmolLM2's took 148 s in turn, 96-106 s
+once, the batch package by a second Python (`build_int4_packages`: SmolLM2's took 148 s in turn, 86-106 s
 side by side on 2 cores).
 
 A package is specific to the model file, the quantization layout, the torch version and the CPU's
