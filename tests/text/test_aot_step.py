@@ -274,6 +274,27 @@ def test_an_int4_models_packages_are_kept_both_or_neither(tiny_llama_dir, tmp_pa
     assert list(tmp_path.iterdir()) == [blocker]  # nor the staged package, nor the weights handed over
 
 
+def test_a_build_sweeps_what_killed_builds_left(tmp_path):
+    import os
+    import time
+
+    from luoxia.text import aot_step
+
+    old = [tmp_path / ".build-abc", tmp_path / ".decode.int4.v3.p7.1234.pt2", tmp_path / ".decode.int4.staged.pt2"]
+    young = [tmp_path / ".build-def", tmp_path / ".decode.int4.v3.p7.5678.pt2"]  # a build running now
+    kept = [tmp_path / "decode.int4.v3.p7.pt2", tmp_path / "model.safetensors"]
+    for path in old + young:
+        path.mkdir() if path.name.startswith(".build-") else path.write_bytes(b"part")
+    (old[0] / "model.safetensors").write_bytes(b"weights")
+    for path in kept:
+        path.write_bytes(b"kept")
+    long_ago = time.time() - aot_step.LEFTOVER_AGE_S - 60
+    for path in old + kept:
+        os.utime(path, (long_ago, long_ago))
+    aot_step.sweep_leftovers(tmp_path)
+    assert sorted(tmp_path.iterdir()) == sorted(young + kept)
+
+
 @pytest.mark.parametrize("cpus", [1, 2], ids=["one cpu", "no second python"])
 def test_int4_packages_build_in_turn_without_a_second_core_or_process(tmp_path, monkeypatch, cpus):
     from luoxia.text import aot_step

@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,8 @@ PACKAGE_FORMAT = 7
 # the check's seed). Wrong weights or a miscompiled kernel are off by the whole range; the other int4 path
 # with the copies' scales halved, 0.566.
 CHECK_TOLERANCE = 0.25
+# A build takes minutes: temporary files of a build older than this are a killed build's (`sweep_leftovers`).
+LEFTOVER_AGE_S = 3600
 
 
 class FlatStep(nn.Module):
@@ -191,6 +194,16 @@ def build_package(model: Transformer, path: Path, batch: bool = False) -> None:
 def usable_cpus() -> int:
     """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def sweep_leftovers(directory: Path) -> None:
+    """Remove what builds killed outright left in `directory`: temporary packages and handed-over weights older
+    than LEFTOVER_AGE_S (a build still running is younger)."""
+    cutoff = time.time() - LEFTOVER_AGE_S
+    for leftover in [*directory.glob(".build-*"), *directory.glob(".decode*.pt2")]:
+        with contextlib.suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
 
 
 def build_int4_packages(model: Transformer, path: Path, batch_path: Path) -> None:
@@ -354,6 +367,7 @@ def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool 
             log("building the ahead-of-time decode step (once for this model and quantization: about a minute, "
                 "two for int4) ...")
             t0 = time.perf_counter()
+            sweep_leftovers(directory)
             if batch_path is not None:
                 build_int4_packages(model, path, batch_path)
             else:
