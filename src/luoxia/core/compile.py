@@ -13,6 +13,11 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def error_line(e: BaseException) -> str:
+    """`e` in one line for a note: its type and the first line of its message (at most 200 characters)."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+
+
 def compile_or_eager(fn: Callable, log: Callable[[str], None], what: str, **compile_kwargs) -> Callable:
     """`torch.compile(fn, **compile_kwargs)`, falling back to `fn` itself, with a note, when the first
     call fails to compile (no C++ compiler on a CPU machine, an unsupported platform). A real error
@@ -27,8 +32,7 @@ def compile_or_eager(fn: Callable, log: Callable[[str], None], what: str, **comp
         try:
             return use(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 (whatever the compiler raises)
-            reason = (str(e).strip().splitlines() or [""])[0][:200]
-            log(f"note: torch.compile failed ({type(e).__name__}: {reason}); {what} without it")
+            log(f"note: torch.compile failed ({error_line(e)}); {what} without it")
             use = fn
             return fn(*args, **kwargs)
 

@@ -55,10 +55,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from luoxia.core.compile import note
+from luoxia.core.compile import error_line, note
+from luoxia.text.formats import cache
 from luoxia.text.generate import padding_mask
 from luoxia.text.kv_cache import KVCache
 from luoxia.text.model import Transformer
@@ -254,8 +255,7 @@ def build_batch_package(config: TransformerConfig, weights: Path, path: Path) ->
     package in `path`."""
     with torch.device("meta"):
         model = quantize(Transformer(config), "int4", empty=True)
-    # Copied out of the file, whose tensors are only 8-byte aligned (see `formats.cache.load_quantized`).
-    model.load_state_dict({name: t.clone() for name, t in load_file(weights).items()}, assign=True, strict=True)
+    model.load_state_dict(cache.load_aligned(weights), assign=True, strict=True)
     build_package(model.eval(), path, batch=True)
 
 
@@ -381,8 +381,7 @@ def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool 
         batch = Package(batch_path, model) if batch_path is not None and batch_path.exists() else None
         return AotDecodeStep(model, Package(path, model), batch)
     except Exception as e:  # noqa: BLE001 (no compiler, an unsupported op, a damaged package)
-        reason = (str(e).strip().splitlines() or [""])[0][:200]
-        log(f"note: the ahead-of-time decode step is unavailable ({type(e).__name__}: {reason}); decoding eagerly")
+        log(f"note: the ahead-of-time decode step is unavailable ({error_line(e)}); decoding eagerly")
         return None
 
 
@@ -390,4 +389,4 @@ if __name__ == "__main__":  # the second Python of `build_int4_packages`: CONFIG
     try:
         build_batch_package(TransformerConfig.from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]), Path(sys.argv[3]))
     except Exception as e:  # noqa: BLE001 (one line for the parent's note)
-        sys.exit(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}")
+        sys.exit(error_line(e))

@@ -83,16 +83,19 @@ def quantized_path(sha256: str, mode: str) -> Path:
 
 def load_quantized(sha256: str, mode: str) -> dict[str, torch.Tensor] | None:
     """The packed weights of the source quantized as `mode`, or None when not cached (or damaged)."""
-    from safetensors.torch import load_file
-
     try:
-        tensors = load_file(quantized_path(sha256, mode))
+        return load_aligned(quantized_path(sha256, mode))
     except Exception:  # absent or damaged: quantize again
         return None
-    # safetensors aligns tensor data to 8 bytes only; PyTorch's packed int4/int8 kernels read with
-    # aligned vector loads on some paths (batched rows) and crash on the file's offsets. A copy puts
-    # every tensor on the allocator's 64-byte boundary.
-    return {name: t.clone() for name, t in tensors.items()}
+
+
+def load_aligned(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, copied out of it. safetensors aligns tensor data to 8 bytes only;
+    PyTorch's packed int4/int8 kernels read with aligned vector loads on some paths (batched rows) and
+    crash on the file's offsets. A copy puts every tensor on the allocator's 64-byte boundary."""
+    from safetensors.torch import load_file
+
+    return {name: t.clone() for name, t in load_file(path).items()}
 
 
 def store_quantized(sha256: str, mode: str, state_dict: dict[str, torch.Tensor]) -> None:
