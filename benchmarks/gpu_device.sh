@@ -11,7 +11,7 @@
 #   carry [".device/part-01"]                   command "bash benchmarks/gpu_device.sh parts"
 #   carry [".device/part-02"]                   command "bash benchmarks/gpu_device.sh run"   (timeout_s 540)
 #
-# `run` joins and checks the model, runs the CUDA test of the graphed decode step, then
+# `run` joins and checks the model, runs the CUDA tests of the graphed decode step and bursts, then
 # benchmarks/text_decode_gpu.py (--repeats 2 by default: REPEATS=3 for the full run), and leaves its log and
 # JSON in $OUT. Locally, `PYTHON=.venv/bin/python GPU_ARGS="--device cpu --variants eager,graphs
 # --new-tokens 16 --skip-batch" bash benchmarks/gpu_device.sh run` tries the same steps on the CPU.
@@ -34,23 +34,26 @@ prepare)
         --implementation cp -d .device/base "gguf==$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("gguf"))')"
     du -sh .device/*
     ;;
-parts)
+parts)  # also copies the parts outside the checkout, in case a later call's tree replaces .device
     nvidia-smi -L 2>/dev/null || true
-    ls -l .device/*/ 2>/dev/null || echo "no parts here yet"
+    mkdir -p /tmp/luoxia-gpu/parts && cp -r .device/. /tmp/luoxia-gpu/parts/
+    ls -l /tmp/luoxia-gpu/parts/*/
     ;;
 run)
     out=${OUT:-/tmp/luoxia-gpu}
     mkdir -p "$out" /tmp/luoxia-gpu
-    (cd .device && sha256sum -c --quiet base/parts.sha256) || { echo "a part is missing or damaged: carry it again"; exit 1; }
+    mkdir -p /tmp/luoxia-gpu/parts && cp -r .device/. /tmp/luoxia-gpu/parts/
+    parts=/tmp/luoxia-gpu/parts
+    (cd $parts && sha256sum -c --quiet base/parts.sha256) || { echo "a part is missing or damaged: carry it again"; exit 1; }
     model=/tmp/luoxia-gpu/SmolLM2-135M-Instruct.Q4_1.gguf
-    cat .device/part-*/part-*.bin > "$model.tmp" && mv "$model.tmp" "$model"
+    cat $parts/part-*/part-*.bin > "$model.tmp" && mv "$model.tmp" "$model"
     [ "$(sha256sum < "$model")" = "$(cat .device/base/model.sha256)" ] || { echo "the joined model differs"; exit 1; }
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/luoxia-gpu/site \
-        .device/base/*.whl
+        $parts/base/*.whl
     export PYTHONPATH=$PWD/src:/tmp/luoxia-gpu/site PYTHONUNBUFFERED=1 LUOXIA_HOME=/tmp/luoxia-gpu/home
     "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__,
 'cuda', torch.cuda.is_available())"
-    "$PYTHON" -m pytest -q -p no:cacheprovider tests/text/test_cuda_graph.py 2>&1 | tee "$out/test_cuda_graph.log"
+    "$PYTHON" -m pytest -q -p no:cacheprovider tests/text/test_cuda_graph.py tests/text/test_graph_bursts.py 2>&1 | tee "$out/test_cuda_graph.log"
     # shellcheck disable=SC2086  (GPU_ARGS is a list of flags)
     "$PYTHON" benchmarks/text_decode_gpu.py --model "$model" --repeats "${REPEATS:-2}" ${GPU_ARGS:-} \
         --output "$out/text_decode_gpu.json" 2>&1 | tee "$out/text_decode_gpu.log"

@@ -7,6 +7,9 @@ as one batch. Rows (--variants):
     eager            TextModel.load(device="cuda", dtype="bfloat16", quant="none"): kernels launched from Python
     graphs           the same model, its one-token step replayed as a CUDA graph (text.cuda_graph), no compile
     compile+graphs   TextModel.load(..., compile=True): the step compiled for fixed shapes, then graphed
+    compile+bursts   the compile+graphs step, 8 greedy steps per graph replay (text.graph_bursts): argmax and
+                     feed-back on the GPU, tokens to the host 8 at a time
+    bursts           the same without compile
     compile          torch.compile with dynamic shapes and no graph (the CPU's --compile, for comparison)
     transformers     AutoModelForCausalLM on the same GGUF, bfloat16: eager `generate`, and `generate` with
                      cache_implementation="static", which compiles the forward itself on CUDA
@@ -38,8 +41,10 @@ from text_decode import BATCH, PROMPT_TEXT, PROMPT_TOKENS, same_prefix
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_decode_gpu.json"
 TARGET_DECODE_TOK_S = 1000.0
-VARIANTS = ("eager", "graphs", "compile+graphs", "compile", "transformers", "transformers static")
-DEFAULT_VARIANTS = ("eager", "graphs", "compile+graphs", "transformers", "transformers static")
+VARIANTS = ("eager", "graphs", "compile+graphs", "compile+bursts", "bursts", "compile", "transformers",
+            "transformers static")
+DEFAULT_VARIANTS = ("eager", "graphs", "compile+graphs", "compile+bursts", "transformers", "transformers static")
+BURST_STEPS = 8
 
 
 def synchronize(device) -> None:
@@ -60,6 +65,17 @@ def ours_run(model, step, prompts: list[list[int]], new_tokens: int) -> tuple[fl
     t0 = time.perf_counter()
     for next_tokens in decode_steps(model, prompts, config, eos_ids=[], pad_id=0, one_token_forward=step):
         tokens.append(int(next_tokens[0]))  # to the host, as streaming does
+        stamps.append(time.perf_counter())
+    return stamps[0] - t0, stamps[-1] - stamps[0], tokens
+
+
+def bursts_run(runner, prompts: list[list[int]], new_tokens: int) -> tuple[float, float, list[int]]:
+    """As ours_run, through text.graph_bursts (tokens reach the host a burst at a time)."""
+    synchronize(runner.model.tok_embeddings.weight.device)
+    stamps, tokens = [], []
+    t0 = time.perf_counter()
+    for next_tokens in runner.generate(prompts, new_tokens):
+        tokens.append(int(next_tokens[0]))
         stamps.append(time.perf_counter())
     return stamps[0] - t0, stamps[-1] - stamps[0], tokens
 
@@ -97,6 +113,47 @@ def hf_run(model, prompts: list[list[int]], new_tokens: int, static: bool) -> tu
     return stamps.puts[1] - t0, stamps.puts[-1] - stamps.puts[1], out[0, input_ids.shape[1]:].tolist()
 
 
+def graph_step_us(step, replays: int = 200) -> dict:
+    """GPU time of one batch-1 step alone (its graph replayed back to back, CUDA events), and the
+    kernels one replay runs (torch.profiler): what the step costs without the Python loop around it."""
+    import torch
+
+    graphs = [g for g in {**getattr(step, "_graphs", {}), **getattr(step, "_bursts", {})}.values()
+              if g.graph is not None and g.tokens.shape[0] == 1]
+    if not graphs:
+        return {}
+    captured, out = graphs[0], {}
+    steps = getattr(captured, "steps", 1)
+    first = captured.tokens[:, 0].clone()
+
+    def replay() -> None:
+        if steps > 1:  # a burst moves its write position on: start each replay where the prompt ends
+            captured.set(first, PROMPT_TOKENS)
+        captured.graph.replay()
+
+    graph = captured.graph
+    try:
+        replay()
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        for _ in range(replays):
+            replay()
+        end.record()
+        end.synchronize()
+        out["replay_us"] = begin.elapsed_time(end) * 1000 / replays / steps
+        replay()
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            graph.replay()
+            torch.cuda.synchronize()
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        out["kernels"] = len(kernels) / steps  # per step
+        out["kernels_gpu_us"] = sum(e.device_time for e in kernels) / steps
+    except Exception as e:  # noqa: BLE001 (a timing the profiler cannot take must not lose the row)
+        out["profile_error"] = f"{type(e).__name__}: {e}"[:300]
+    return out
+
+
 def measure(run, prompts: list[list[int]], batch: list[list[int]], args) -> dict:
     t0 = time.perf_counter()
     run([prompts[0]], args.new_tokens)  # warm-up: compiles and captures what it needs
@@ -121,6 +178,7 @@ def bench(args: argparse.Namespace) -> dict:
     from luoxia.core.compile import compile_or_eager
     from luoxia.text.compiled import compiled_decode_step, keep_argument_guards
     from luoxia.text.cuda_graph import GraphedDecodeStep
+    from luoxia.text.graph_bursts import GraphBursts
     from luoxia.text.pipeline import TextModel
 
     os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF conversion bar
@@ -140,16 +198,27 @@ def bench(args: argparse.Namespace) -> dict:
         print(f"luoxia load {time.perf_counter() - t0:.1f} s", flush=True)
         model = loaded.model
         ids = loaded.tokenizer.encode(PROMPT_TEXT, add_special_tokens=False)[:PROMPT_TOKENS]
+        made: dict = {}
+
+        def compiled_forward():  # the compile+graphs row's compiled step if it ran: compiled once
+            step = made.get("compile+graphs") or compiled_decode_step(model)
+            return getattr(step, "forward", step)  # on CUDA a GraphedDecodeStep; on the CPU the compiled function
+
         steps = {"eager": lambda: None, "graphs": lambda: GraphedDecodeStep(model),
                  "compile+graphs": lambda: compiled_decode_step(model),  # what --compile does (graphed on CUDA)
+                 "compile+bursts": lambda: GraphBursts(model, compiled_forward(), steps=BURST_STEPS),
+                 "bursts": lambda: GraphBursts(model, steps=BURST_STEPS),
                  "compile": lambda: compile_or_eager(model, print, "decoding", dynamic=True,
                                                      options={"guard_filter_fn": keep_argument_guards})}
         for name in ours_wanted:
             print(f"luoxia {name} ...", flush=True)
-            step = steps[name]()
+            step = made[name] = steps[name]()
+            run = (lambda p, n, step=step: bursts_run(step, p, n)) if isinstance(step, GraphBursts) else \
+                (lambda p, n, step=step: ours_run(model, step, p, n))
             try:
-                rows[f"luoxia {name}"] = measure(lambda p, n, step=step: ours_run(model, step, p, n),
+                rows[f"luoxia {name}"] = measure(run,
                                                  [ids], [ids[i:] + ids[:i] for i in range(BATCH)], args)
+                rows[f"luoxia {name}"].update(graph_step_us(step))
             except Exception as e:  # noqa: BLE001 (report the row's failure, run the others)
                 traceback.print_exc()
                 rows[f"luoxia {name}"] = {"error": f"{type(e).__name__}: {e}"[:300]}
@@ -198,6 +267,11 @@ def report(result: dict) -> None:
         print(f"| {name} | {r['warm_up_s']:.1f} | {r['decode_tok_s']:.1f} | {batch} | {same} |")
     best = max((r["decode_tok_s"], n) for n, r in rows.items() if "decode_tok_s" in r and n.startswith("luoxia"))
     met = "met" if best[0] >= result["target_decode_tok_s"] else "not met"
+    for name, r in rows.items():
+        if "replay_us" in r:
+            print(f"{name}: one batch-1 step on the GPU alone (graph replays) {r['replay_us']:.0f} us "
+                  f"({1e6 / r['replay_us']:.0f} steps/s); {r.get('kernels', '?')} kernels, "
+                  f"{r.get('kernels_gpu_us', float('nan')):.0f} us of kernel time {r.get('profile_error', '')}")
     print(f"\nfastest batch-1 row: {best[1]}, {best[0]:.1f} tok/s; target {result['target_decode_tok_s']:.0f}: {met}")
 
 

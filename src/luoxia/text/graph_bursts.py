@@ -1,0 +1,142 @@
+"""Greedy decoding several tokens per CUDA-graph replay: the GPU runs `steps` one-token steps back to back.
+
+A graphed step (`text.cuda_graph`) still comes back to Python after every token: the next token is
+picked, copied to the host, checked for EOS and fed back, and the GPU waits meanwhile (about 0.1 ms a
+token, as long as a tenth of a small model's step). Greedy decoding without logit processors needs
+none of that on the host: the argmax, feeding the token back, moving the write position and the mask
+are GPU ops. So one graph records `steps` of them, and the host reads `steps` tokens per replay.
+
+What it costs: tokens reach the host in bursts of `steps` (8 by default: a few milliseconds on a GPU),
+and a row that ends (EOS, `max_new_tokens`) inside a burst has computed up to `steps - 1` tokens that are
+dropped. Rows must have prompts of one length (no padding). With `capture=False` (the default off CUDA)
+the same buffers and ops run without a graph, which is how the CPU tests check this logic against
+`decode_steps`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from luoxia.text.cuda_graph import BUCKET
+from luoxia.text.model import Transformer
+
+
+class _Burst:
+    """One (batch size, cache length): caches, buffers, and the graph of `steps` greedy steps."""
+
+    def __init__(self, model: Transformer, forward: Callable[..., torch.Tensor], batch_size: int, max_len: int,
+                 steps: int, capture: bool):
+        device = model.tok_embeddings.weight.device
+        self.forward, self.steps, self.capture = forward, steps, capture
+        self.caches = model.new_caches(batch_size, max_len)
+        self.tokens = torch.zeros((batch_size, 1), dtype=torch.long, device=device)
+        self.start = torch.zeros((), dtype=torch.long, device=device)
+        self.positions = torch.zeros((batch_size, 1), dtype=torch.long, device=device)
+        self.mask = torch.zeros((batch_size, 1, 1, max_len), dtype=torch.bool, device=device)
+        self.columns = torch.arange(max_len, device=device)
+        self.out = torch.zeros((batch_size, steps), dtype=torch.long, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _run_steps(self) -> None:
+        for i in range(self.steps):
+            self.mask.copy_((self.columns <= self.start).expand_as(self.mask))
+            logits = self.forward(self.tokens, self.caches, self.start, self.positions, self.mask)
+            next_tokens = logits[:, -1].argmax(-1)
+            self.out[:, i] = next_tokens
+            self.tokens.copy_(next_tokens[:, None])
+            self.start += 1
+            self.positions += 1
+
+    def set(self, tokens: torch.Tensor, start: int) -> None:
+        """Feed `tokens` (B,) at column `start` to the next burst."""
+        self.tokens.copy_(tokens[:, None])
+        self.start.fill_(start)
+        self.positions.fill_(start)
+
+    def run(self) -> torch.Tensor:
+        """The next `steps` tokens of every row, (B, steps) on the host."""
+        if not self.capture:
+            self._run_steps()
+        else:
+            if self.graph is None:
+                self._capture()
+            self.graph.replay()
+        return self.out.cpu()
+
+    def _capture(self) -> None:
+        """PyTorch's recipe: warm-up runs on a side stream (compiles, sets up cuBLAS), then the capture.
+        The warm-ups advance the buffers, so each starts from, and the capture records from, the state
+        `set` left; their cache writes are the real burst's and are written again by the replay."""
+        saved = self.tokens.clone(), self.start.clone(), self.positions.clone()
+
+        def restore() -> None:
+            for buffer, value in zip((self.tokens, self.start, self.positions), saved, strict=True):
+                buffer.copy_(value)
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._run_steps()
+                restore()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._run_steps()
+        restore()  # capturing runs nothing, but keep the state exact whatever the backend
+
+
+class GraphBursts:
+    """Greedy generation, `steps` tokens per replay of a CUDA graph (see the module notes).
+
+    `forward` is what the graph records (the model, or a `torch.compile` of it with static shapes, as
+    `text.compiled.compiled_decode_step` makes); `capture` defaults to whether the model is on CUDA."""
+
+    def __init__(self, model: Transformer, forward: Callable[..., torch.Tensor] | None = None, steps: int = 8,
+                 capture: bool | None = None):
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.model, self.steps = model, steps
+        self.forward = model if forward is None else forward
+        self.capture = model.tok_embeddings.weight.device.type == "cuda" if capture is None else capture
+        self._bursts: dict[tuple[int, int], _Burst] = {}
+
+    def _burst(self, batch_size: int, max_len: int) -> _Burst:
+        key = (batch_size, -(-max_len // BUCKET) * BUCKET)
+        if key not in self._bursts:
+            self._bursts[key] = _Burst(self.model, self.forward, *key, steps=self.steps, capture=self.capture)
+        return self._bursts[key]
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_ids: Sequence[int] = (),
+                 pad_id: int = 0) -> Iterator[torch.Tensor]:
+        """Yield the next token of every row (B,), on the host, for up to `max_new_tokens` steps, as
+        `generate.decode_steps` does for greedy decoding: rows that produced an EOS get `pad_id` from then
+        on, and generation ends when all rows have."""
+        lengths = {len(p) for p in prompts}
+        if len(lengths) != 1 or 0 in lengths:
+            raise ValueError("graph bursts need prompts of one length and at least one token each; "
+                             "pad them to one length or decode them with decode_steps")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        (length,) = lengths
+        device = self.model.tok_embeddings.weight.device
+        # A burst may run up to steps - 1 columns past the last token kept.
+        burst = self._burst(len(prompts), length + max_new_tokens + self.steps)
+        logits = self.model(torch.tensor(prompts, device=device), burst.caches, 0, last_only=True)
+        next_tokens = logits[:, -1].argmax(-1)
+        burst.set(next_tokens, length)
+        eos = torch.tensor(list(eos_ids), dtype=torch.long)
+        finished = torch.zeros(len(prompts), dtype=torch.bool)
+        produced, pending = 0, next_tokens.cpu()[:, None]
+        while True:
+            for i in range(pending.shape[1]):
+                row = torch.where(finished, pad_id, pending[:, i])
+                yield row
+                produced += 1
+                finished |= torch.isin(row, eos)
+                if produced == max_new_tokens or bool(finished.all()):
+                    return
+            pending = burst.run()

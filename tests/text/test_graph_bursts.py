@@ -1,0 +1,87 @@
+"""Greedy bursts of several steps per CUDA-graph replay give decode_steps' greedy tokens.
+
+On the CPU the burst's buffers and in-graph ops (argmax, feed-back, position and mask) run without
+capture (`capture=False`); the capture itself is checked where CUDA is present.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from luoxia.text.generate import GenerationConfig, decode_steps
+from luoxia.text.graph_bursts import GraphBursts
+from luoxia.text.pipeline import TextModel
+
+PROMPTS = ["The quick brown fox", "def main():\n    print('hello')", "落霞与孤鹜齐飞，秋水共长天一色。"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama_dir) -> TextModel:
+    return TextModel.load(str(tiny_llama_dir))
+
+
+def equal_length(tiny: TextModel, n: int) -> list[list[int]]:
+    """Rows of one length (bursts take no padding): rotations of one prompt."""
+    ids = tiny.tokenizer.encode(PROMPTS[2])
+    return [ids[i:] + ids[:i] for i in range(n)]
+
+
+def plain(tiny: TextModel, prompts: list[list[int]], n: int, eos: list[int] = ()) -> list[list[int]]:
+    config = GenerationConfig(max_new_tokens=n, ignore_eos=not eos)
+    return [t.tolist() for t in decode_steps(tiny.model, prompts, config, list(eos), 0)]
+
+
+def bursts(tiny: TextModel, prompts: list[list[int]], n: int, steps: int, eos: list[int] = (),
+           runner: GraphBursts | None = None) -> list[list[int]]:
+    runner = runner or GraphBursts(tiny.model, steps=steps, capture=False)
+    return [t.tolist() for t in runner.generate(prompts, n, eos)]
+
+
+@pytest.mark.parametrize("steps", [1, 3, 8])
+@pytest.mark.parametrize("rows", [1, 3])
+def test_bursts_give_the_greedy_tokens_of_decode_steps(tiny, steps, rows):
+    prompts = equal_length(tiny, rows)
+    for n in (1, 7, 20):  # less than, not a multiple of, and several bursts
+        assert bursts(tiny, prompts, n, steps) == plain(tiny, prompts, n)
+
+
+def test_rows_that_end_inside_a_burst_get_padding_and_all_ended_stops(tiny):
+    prompts = equal_length(tiny, 3)
+    free = plain(tiny, prompts, 20)
+    eos = [free[5][1]]  # the token row 1 makes sixth: it ends there, mid-burst, the others maybe later
+    got = bursts(tiny, prompts, 20, steps=4, eos=eos)
+    assert got == plain(tiny, prompts, 20, eos)
+    assert got[6][1] == 0 and len(got) <= 20
+
+
+def test_one_runner_serves_generations_of_other_lengths_from_its_caches(tiny):
+    runner = GraphBursts(tiny.model, steps=4, capture=False)
+    long = equal_length(tiny, 1)
+    first = bursts(tiny, long, 30, 4, runner=runner)  # leaves keys further on than the next one reaches
+    short = [tiny.tokenizer.encode(PROMPTS[0])]
+    assert bursts(tiny, short, 9, 4, runner=runner) == plain(tiny, short, 9)  # stale keys are masked
+    assert bursts(tiny, long, 30, 4, runner=runner) == first == plain(tiny, long, 30)
+    assert len(runner._bursts) == 1
+
+
+def test_bad_input_is_refused_with_the_fix(tiny):
+    runner = GraphBursts(tiny.model, capture=False)
+    ids = [tiny.tokenizer.encode(p) for p in PROMPTS[:2]]
+    with pytest.raises(ValueError, match="one length"):
+        next(runner.generate(ids, 4))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        next(runner.generate(ids[:1], 0))
+    with pytest.raises(ValueError, match="steps"):
+        GraphBursts(tiny.model, steps=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_captured_bursts_replay_the_eager_tokens(tiny_llama_dir):
+    model = TextModel.load(str(tiny_llama_dir), device="cuda", dtype="float32", quant="none")
+    runner = GraphBursts(model.model, steps=8)
+    assert runner.capture
+    for rows in (1, 3):
+        prompts = equal_length(model, rows)
+        assert bursts(model, prompts, 21, 8, runner=runner) == plain(model, prompts, 21)
+        assert bursts(model, prompts, 21, 8, runner=runner) == plain(model, prompts, 21)  # the graph replayed
