@@ -47,13 +47,15 @@ run)
     (cd $parts && sha256sum -c --quiet base/parts.sha256) || { echo "a part is missing or damaged: carry it again"; exit 1; }
     model=/tmp/luoxia-gpu/SmolLM2-135M-Instruct.Q4_1.gguf
     cat $parts/part-*/part-*.bin > "$model.tmp" && mv "$model.tmp" "$model"
-    [ "$(sha256sum < "$model")" = "$(cat .device/base/model.sha256)" ] || { echo "the joined model differs"; exit 1; }
+    [ "$(sha256sum < "$model")" = "$(cat $parts/base/model.sha256)" ] || { echo "the joined model differs"; exit 1; }
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/luoxia-gpu/site \
         $parts/base/*.whl
     export PYTHONPATH=$PWD/src:/tmp/luoxia-gpu/site PYTHONUNBUFFERED=1 LUOXIA_HOME=/tmp/luoxia-gpu/home
     "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__,
 'cuda', torch.cuda.is_available())"
-    "$PYTHON" -m pytest -q -p no:cacheprovider tests/text/test_cuda_graph.py tests/text/test_graph_bursts.py 2>&1 | tee "$out/test_cuda_graph.log"
+    # shellcheck disable=SC2086  (TESTS: pytest arguments)
+    [ -n "${SKIP_TESTS:-}" ] || "$PYTHON" -m pytest -q -p no:cacheprovider \
+        ${TESTS:-tests/text/test_cuda_graph.py tests/text/test_graph_bursts.py} 2>&1 | tee "$out/test_cuda_graph.log" || echo "a CUDA test failed (above); the benchmark runs anyway"
     # shellcheck disable=SC2086  (GPU_ARGS is a list of flags)
     "$PYTHON" benchmarks/text_decode_gpu.py --model "$model" --repeats "${REPEATS:-2}" ${GPU_ARGS:-} \
         --output "$out/text_decode_gpu.json" 2>&1 | tee "$out/text_decode_gpu.log"

@@ -18,7 +18,7 @@ PROMPTS = ["The quick brown fox", "def main():\n    print('hello')", "落霞与�
 
 @pytest.fixture(scope="module")
 def tiny(tiny_llama_dir) -> TextModel:
-    return TextModel.load(str(tiny_llama_dir))
+    return TextModel.load(str(tiny_llama_dir), device="cpu")  # the CPU paths, also where CUDA is present
 
 
 def equal_length(tiny: TextModel, n: int) -> list[list[int]]:

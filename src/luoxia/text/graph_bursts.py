@@ -5,12 +5,15 @@ picked, copied to the host, checked for EOS and fed back, and the GPU waits mean
 token, as long as a tenth of a small model's step). Greedy decoding without logit processors needs
 none of that on the host: the argmax, feeding the token back, moving the write position and the mask
 are GPU ops. So one graph records `steps` of them, and the host reads `steps` tokens per replay.
+The graph feeds itself (its last token and position are where its next replay starts), so the next
+burst is queued before the host reads this one's tokens: the GPU never waits for Python, nor for the
+launch of a graph of some 3,000 kernels.
 
 What it costs: tokens reach the host in bursts of `steps` (8 by default: a few milliseconds on a GPU),
-and a row that ends (EOS, `max_new_tokens`) inside a burst has computed up to `steps - 1` tokens that are
-dropped. Rows must have prompts of one length (no padding). With `capture=False` (the default off CUDA)
-the same buffers and ops run without a graph, which is how the CPU tests check this logic against
-`decode_steps`.
+and a row that ends (EOS, `max_new_tokens`) has computed up to `2 * steps - 1` tokens that are dropped
+(the rest of its burst and the queued one). Rows must have prompts of one length (no padding). With
+`capture=False` (the default off CUDA) the same buffers and ops run without a graph, which is how the
+CPU tests check this logic against `decode_steps`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class _Burst:
         self.columns = torch.arange(max_len, device=device)
         self.out = torch.zeros((batch_size, steps), dtype=torch.long, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
+        # Two host copies of `out` and their events: one burst's tokens are read while the next one runs.
+        self.host = [torch.zeros((batch_size, steps), dtype=torch.long, pin_memory=capture) for _ in range(2)]
+        self.ready = [torch.cuda.Event() if capture else None for _ in range(2)]
 
     def _run_steps(self) -> None:
         for i in range(self.steps):
@@ -55,15 +61,23 @@ class _Burst:
         self.start.fill_(start)
         self.positions.fill_(start)
 
-    def run(self) -> torch.Tensor:
-        """The next `steps` tokens of every row, (B, steps) on the host."""
+    def launch(self, slot: int) -> None:
+        """Queue the next burst; its tokens go to host copy `slot` (read them with `read(slot)`)."""
         if not self.capture:
             self._run_steps()
         else:
             if self.graph is None:
                 self._capture()
             self.graph.replay()
-        return self.out.cpu()
+        self.host[slot].copy_(self.out, non_blocking=self.capture)
+        if self.capture:
+            self.ready[slot].record()
+
+    def read(self, slot: int) -> torch.Tensor:
+        """The tokens (B, steps) of the burst launched into `slot`, once it has run."""
+        if self.capture:
+            self.ready[slot].synchronize()
+        return self.host[slot]
 
     def _capture(self) -> None:
         """PyTorch's recipe: warm-up runs on a side stream (compiles, sets up cuBLAS), then the capture.
@@ -123,14 +137,16 @@ class GraphBursts:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         (length,) = lengths
         device = self.model.tok_embeddings.weight.device
-        # A burst may run up to steps - 1 columns past the last token kept.
-        burst = self._burst(len(prompts), length + max_new_tokens + self.steps)
+        # Bursts may run up to 2 * steps - 1 columns past the last token kept (module notes).
+        burst = self._burst(len(prompts), length + max_new_tokens + 2 * self.steps)
         logits = self.model(torch.tensor(prompts, device=device), burst.caches, 0, last_only=True)
         next_tokens = logits[:, -1].argmax(-1)
         burst.set(next_tokens, length)
         eos = torch.tensor(list(eos_ids), dtype=torch.long)
         finished = torch.zeros(len(prompts), dtype=torch.bool)
-        produced, pending = 0, next_tokens.cpu()[:, None]
+        produced, pending, slot = 0, next_tokens.cpu()[:, None], 0
+        if max_new_tokens > 1:
+            burst.launch(slot)
         while True:
             for i in range(pending.shape[1]):
                 row = torch.where(finished, pad_id, pending[:, i])
@@ -139,4 +155,7 @@ class GraphBursts:
                 finished |= torch.isin(row, eos)
                 if produced == max_new_tokens or bool(finished.all()):
                     return
-            pending = burst.run()
+            if produced + self.steps < max_new_tokens:  # the burst after the launched one is needed too
+                burst.launch(1 - slot)
+            pending = burst.read(slot)
+            slot = 1 - slot
