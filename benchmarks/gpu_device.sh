@@ -2,7 +2,8 @@
 # The GPU figures of issue #10 on a lent device machine (an H200 with its own python3, torch and
 # transformers; no network, and at most 64 MiB travel with each call, of which the repository takes 27).
 # The embedded model's GGUF (94 MB) cannot travel in one call, so `prepare` cuts it into parts that
-# travel one call each; files carried earlier stay on the machine while it is warm (30 s between calls).
+# travel one call each, back to back: the machine stays warm 30 s between calls, but each call's tree
+# replaces the folders an earlier call carried, so each call copies its part out of the checkout.
 #
 #   bash benchmarks/gpu_device.sh prepare       # here: .device/ holds the parts, the gguf wheel, checksums
 #
@@ -11,9 +12,10 @@
 #   carry [".device/part-01"]                   command "bash benchmarks/gpu_device.sh parts"
 #   carry [".device/part-02"]                   command "bash benchmarks/gpu_device.sh run"   (timeout_s 540)
 #
-# `run` joins and checks the model, runs the CUDA tests of the graphed decode step and bursts, then
-# benchmarks/text_decode_gpu.py (--repeats 2 by default: REPEATS=3 for the full run), and leaves its log and
-# JSON in $OUT. Locally, `PYTHON=.venv/bin/python GPU_ARGS="--device cpu --variants eager,graphs
+# Each call copies its part to /tmp/luoxia-gpu/parts there. `run` joins and checks the model, runs the CUDA tests of the graphed decode step and bursts (TESTS
+# picks pytest arguments, SKIP_TESTS=1 skips them; a failure is reported and the benchmark runs anyway), then
+# benchmarks/text_decode_gpu.py (--repeats 2 by default: REPEATS=3 for the full run; GPU_ARGS adds flags), and
+# leaves its log and JSON in $OUT. Locally, `PYTHON=.venv/bin/python GPU_ARGS="--device cpu --variants eager,graphs
 # --new-tokens 16 --skip-batch" bash benchmarks/gpu_device.sh run` tries the same steps on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."

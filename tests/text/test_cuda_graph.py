@@ -12,7 +12,6 @@ import torch
 from luoxia.text.cuda_graph import BUCKET, GraphedDecodeStep
 from luoxia.text.generate import GenerationConfig, decode_steps
 from luoxia.text.kv_cache import KVCache
-from luoxia.text.model import one_token_gqa_attention
 from luoxia.text.pipeline import TextModel
 from luoxia.text.speculative import speculative_steps
 
@@ -38,17 +37,6 @@ def test_tensor_start_writes_at_the_index_and_returns_the_whole_cache():
     assert keys.shape[2] == 8 and values.shape[2] == 8
     assert keys[0, 0, :, 0].tolist() == [0, 0, 0, 1, 1, 0, 0, 0]
     assert values[0, 0, :, 0].tolist() == [0, 0, 0, 2, 2, 0, 0, 0]
-
-
-@pytest.mark.parametrize("masked", [False, True])
-def test_one_token_gqa_attention_is_grouped_query_attention(masked):
-    torch.manual_seed(0)
-    q, k, v = torch.randn(2, 9, 1, 16), torch.randn(2, 3, 40, 16), torch.randn(2, 3, 40, 16)
-    mask = (torch.arange(40) < torch.tensor([[25], [40]]))[:, None, None] if masked else None  # (2, 1, 1, 40)
-    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
-    torch.testing.assert_close(one_token_gqa_attention(q, k, v, mask), expected)
-    # Rows that are not in the query-head order enable_gqa uses (repeat_interleave) would differ.
-    assert not torch.allclose(one_token_gqa_attention(q[:, torch.randperm(9)], k, v, mask), expected)
 
 
 def test_graphed_step_gives_the_plain_steps_tokens_alone_and_in_a_padded_batch(tiny):

@@ -85,3 +85,43 @@ def test_captured_bursts_replay_the_eager_tokens(tiny_llama_dir):
         prompts = equal_length(model, rows)
         assert bursts(model, prompts, 21, 8, runner=runner) == plain(model, prompts, 21)
         assert bursts(model, prompts, 21, 8, runner=runner) == plain(model, prompts, 21)  # the graph replayed
+
+
+@pytest.fixture()
+def bursting(tiny_llama_dir):
+    """A CPU model set up as `--compile` sets one up on CUDA: a graphed step and bursts, here uncaptured."""
+    from luoxia.text.cuda_graph import GraphedDecodeStep
+
+    model = TextModel.load(str(tiny_llama_dir), device="cpu")
+    model.decode_step = GraphedDecodeStep(model.model, capture=False)
+    model.bursts = GraphBursts(model.model, steps=4, capture=False)
+    return model
+
+
+def test_greedy_generation_goes_through_the_bursts_and_gives_the_same_text(tiny, bursting):
+    bursting.warm_up()  # sets up (on CUDA: captures) the bursts of the usual cache length
+    assert len(bursting.bursts._bursts) == 1
+    for prompt in PROMPTS:
+        expected = tiny.generate(prompt, max_new_tokens=13)
+        got = bursting.generate(prompt, max_new_tokens=13)
+        assert (got.text, got.token_ids, got.finish_reason) == (expected.text, expected.token_ids,
+                                                                 expected.finish_reason)
+    assert len(bursting.bursts._bursts) == 1 and not bursting.bursts.lock.locked()
+
+
+@pytest.mark.parametrize("params", [dict(do_sample=True, seed=3), dict(repetition_penalty=1.3),
+                                    dict(min_new_tokens=4)])
+def test_sampling_and_logit_processors_decode_step_by_step(tiny, bursting, params):
+    got = bursting.generate(PROMPTS[0], max_new_tokens=9, **params)
+    assert got.token_ids == tiny.generate(PROMPTS[0], max_new_tokens=9, **params).token_ids
+    assert not bursting.bursts._bursts  # never used
+
+
+def test_a_generation_while_the_bursts_are_busy_decodes_step_by_step(tiny, bursting):
+    first = iter(bursting.stream(PROMPTS[1], max_new_tokens=12))
+    piece = next(first)  # holds the bursts
+    assert bursting.bursts.lock.locked()
+    assert bursting.generate(PROMPTS[2], max_new_tokens=9).token_ids == \
+        tiny.generate(PROMPTS[2], max_new_tokens=9).token_ids
+    assert piece + "".join(first) == tiny.generate(PROMPTS[1], max_new_tokens=12).text
+    assert not bursting.bursts.lock.locked()

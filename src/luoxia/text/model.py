@@ -41,19 +41,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x * cos + rotated * sin).to(x.dtype)
 
 
-def one_token_gqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                            mask: torch.Tensor | None) -> torch.Tensor:
-    """Grouped-query attention of one new token (q: B, H, 1, D; k, v: B, K, S, D; mask: B, 1, 1, S or
-    None) as plain attention of K heads with H/K queries each: query head h reads key/value head h // (H/K),
-    so the H query heads, viewed as (B, K, H/K, D), are H/K "positions" of K heads. No key or value is
-    copied, and PyTorch's fused CUDA kernels take it with a mask, where `enable_gqa` with a mask falls back
-    to the unfused math kernels (what a CUDA-graphed step, which masks its fixed-length cache, runs)."""
-    B, H, _, D = q.shape
-    K = k.shape[1]
-    y = F.scaled_dot_product_attention(q.reshape(B, K, H // K, D), k, v, attn_mask=mask)
-    return y.reshape(B, H, 1, D)
-
-
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -102,11 +89,8 @@ class Attention(nn.Module):
         # Causal without an explicit mask only when queries and keys start together (`Transformer.forward`
         # makes the mask for several tokens after cached ones).
         is_causal = mask is None and T > 1 and k.shape[2] == T
-        if T == 1 and K != H and q.is_cuda:
-            y = one_token_gqa_attention(q.to(k.dtype), k, v, mask)
-        else:
-            y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, is_causal=is_causal,
-                                               enable_gqa=K != H)
+        y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, is_causal=is_causal,
+                                           enable_gqa=K != H)
         y = y.to(x.dtype).transpose(1, 2).reshape(B, T, H * D)
         return self.wo(y)
 

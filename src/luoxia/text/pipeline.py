@@ -37,6 +37,7 @@ from luoxia.text.formats import cache
 from luoxia.text.formats.bundle import ModelBundle
 from luoxia.text.generate import decode_steps, padding_mask
 from luoxia.text.generation_config import DRAFT_TOKENS, GenerationConfig
+from luoxia.text.graph_bursts import GraphBursts
 from luoxia.text.loader import load_model
 from luoxia.text.model import Transformer
 from luoxia.text.prompting import PreparedPrompt, as_text
@@ -69,6 +70,8 @@ class TextModel:
         self.safety = SafetyConfig()  # content filter and PII checks, on by default (see safety.policy)
         self.decode_step = None  # a compiled one-token forward (text.compiled), or None for the eager model
         self.draft: DraftModel | None = None  # speculative decoding's draft model (`use_draft`)
+        # Greedy single-row decoding, several steps per CUDA-graph replay (`text.graph_bursts`; with --compile on CUDA)
+        self.bursts: GraphBursts | None = None
 
     @classmethod
     def load(cls, name_or_path: str = DEFAULT_TEXT_MODEL, device: str | None = None, dtype: str | None = None,
@@ -99,6 +102,8 @@ class TextModel:
         loaded = cls(model, bundle.tokenizer, bundle, info)
         if compile:
             loaded.decode_step = compiled_decode_step(model)
+            if isinstance(loaded.decode_step, GraphedDecodeStep):
+                loaded.bursts = GraphBursts(model, loaded.decode_step.forward)
         if aot or (aot is None and use_cache and not compile and model.tok_embeddings.weight.device.type == "cpu"):
             loaded.decode_step = aot_decode_step(model, cache.cache_dir_for(bundle.sha256), info["quant"],
                                                  build=bool(aot))
@@ -133,6 +138,9 @@ class TextModel:
                 pass
 
         decode([5], unshared(9))
+        if self.bursts is not None:  # captures its graph (the compiled step is shared)
+            for _ in self.bursts.generate([[0] * 5], 2 * self.bursts.steps + 1):
+                pass
         if not batches or isinstance(self.decode_step, GraphedDecodeStep):
             return
         decode([1] + [5] * (unshared(2) - 1), unshared(9))
@@ -298,8 +306,7 @@ class TextModel:
             row.speculation = SpeculationStats()
             steps = self._speculative_steps(ids, config, generator, row.speculation)
         else:
-            steps = (int(t[0]) for t in decode_steps(self.model, [ids], config, self.tokenizer.eos_ids,
-                                                     self._pad_id(), generator, self.decode_step))
+            steps = self._one_row_steps(ids, config, generator)
         try:
             for token in steps:
                 events = row.feed(token)
@@ -315,6 +322,23 @@ class TextModel:
                 steps.close()
             if row.reason is None:  # closed by the caller (e.g. Ctrl-C) before the end
                 stream.result = row.end("interrupted")[-1]
+
+    def _one_row_steps(self, ids: list[int], config: GenerationConfig,
+                       generator: torch.Generator | None) -> Iterator[int]:
+        """One row's tokens: through graph bursts where they apply (greedy, no logit processors, bursts not in
+        use by another generation), else `decode_steps`."""
+        eos_ids, pad_id = self.tokenizer.eos_ids, self._pad_id()
+        bursts = self.bursts
+        if (bursts is not None and not config.sampling and not config.processors(eos_ids, len(ids))
+                and bursts.lock.acquire(blocking=False)):
+            try:
+                for t in bursts.generate([ids], config.max_new_tokens, [] if config.ignore_eos else eos_ids, pad_id):
+                    yield int(t[0])
+            finally:
+                bursts.lock.release()
+            return
+        for t in decode_steps(self.model, [ids], config, eos_ids, pad_id, generator, self.decode_step):
+            yield int(t[0])
 
     def _speculative_steps(self, ids: list[int], config: GenerationConfig, generator: torch.Generator | None,
                            stats: SpeculationStats) -> Iterator[int]:
