@@ -3,8 +3,9 @@
 On a GPU a small model's step is launch-bound: SmolLM2-135M's 30 layers run some 1,100 tiny kernels
 (370 once `torch.compile` fuses them), and launching each from Python takes longer than running
 it: on an H200, 49 tok/s eager, 374 with this graph, 593 compiled and graphed (benchmarks/README.md).
-Greedy decoding goes further with several steps per graph (`text.graph_bursts`). A CUDA graph records the step's kernels once and replays them all with one launch. A graph
-fixes shapes and addresses, so the graphed step differs from the plain one in three ways:
+A CUDA graph records the step's kernels once and replays them all with one launch (greedy decoding
+goes further, several steps per graph: `text.graph_bursts`). A graph fixes shapes and addresses, so
+the graphed step differs from the plain one in three ways:
 
 - it attends over the whole preallocated cache (its length rounded up to `BUCKET`, so that
   generations of other lengths reuse the graph), and a boolean mask hides the unwritten columns;
