@@ -22,7 +22,7 @@ def tiny(tiny_llama_dir) -> TextModel:
 
 
 def equal_length(tiny: TextModel, n: int) -> list[list[int]]:
-    """Rows of one length (bursts take no padding): rotations of one prompt."""
+    """Rows of one length (no padding): rotations of one prompt."""
     ids = tiny.tokenizer.encode(PROMPTS[2])
     return [ids[i:] + ids[:i] for i in range(n)]
 
@@ -38,16 +38,22 @@ def bursts(tiny: TextModel, prompts: list[list[int]], n: int, steps: int, eos: l
     return [t.tolist() for t in runner.generate(prompts, n, eos)]
 
 
+def padded(tiny: TextModel) -> list[list[int]]:
+    """Rows of three lengths, left-padded to the longest."""
+    return [tiny.tokenizer.encode(p) for p in PROMPTS]
+
+
 @pytest.mark.parametrize("steps", [1, 3, 8])
-@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("rows", ["one", "three", "padded"])
 def test_bursts_give_the_greedy_tokens_of_decode_steps(tiny, steps, rows):
-    prompts = equal_length(tiny, rows)
+    prompts = {"one": equal_length(tiny, 1), "three": equal_length(tiny, 3), "padded": padded(tiny)}[rows]
     for n in (1, 7, 20):  # less than, not a multiple of, and several bursts
         assert bursts(tiny, prompts, n, steps) == plain(tiny, prompts, n)
 
 
-def test_rows_that_end_inside_a_burst_get_padding_and_all_ended_stops(tiny):
-    prompts = equal_length(tiny, 3)
+@pytest.mark.parametrize("rows", ["three", "padded"])
+def test_rows_that_end_inside_a_burst_get_padding_and_all_ended_stops(tiny, rows):
+    prompts = equal_length(tiny, 3) if rows == "three" else padded(tiny)
     free = plain(tiny, prompts, 20)
     eos = [free[5][1]]  # the token row 1 makes sixth: it ends there, mid-burst, the others maybe later
     got = bursts(tiny, prompts, 20, steps=4, eos=eos)
@@ -63,13 +69,18 @@ def test_one_runner_serves_generations_of_other_lengths_from_its_caches(tiny):
     assert bursts(tiny, short, 9, 4, runner=runner) == plain(tiny, short, 9)  # stale keys are masked
     assert bursts(tiny, long, 30, 4, runner=runner) == first == plain(tiny, long, 30)
     assert len(runner._bursts) == 1
+    rows = padded(tiny)  # padding after none, none after padding, in one batch size's burst
+    for prompts in (rows, equal_length(tiny, 3), rows):
+        assert bursts(tiny, prompts, 11, 4, runner=runner) == plain(tiny, prompts, 11)
+    assert len(runner._bursts) == 2
 
 
 def test_bad_input_is_refused_with_the_fix(tiny):
     runner = GraphBursts(tiny.model, capture=False)
     ids = [tiny.tokenizer.encode(p) for p in PROMPTS[:2]]
-    with pytest.raises(ValueError, match="one length"):
-        next(runner.generate(ids, 4))
+    for prompts in ([], [ids[0], []]):
+        with pytest.raises(ValueError, match="at least one"):
+            next(runner.generate(prompts, 4))
     with pytest.raises(ValueError, match="max_new_tokens"):
         next(runner.generate(ids[:1], 0))
     with pytest.raises(ValueError, match="steps"):
@@ -81,8 +92,7 @@ def test_captured_bursts_replay_the_eager_tokens(tiny_llama_dir):
     model = TextModel.load(str(tiny_llama_dir), device="cuda", dtype="float32", quant="none")
     runner = GraphBursts(model.model, steps=8)
     assert runner.capture
-    for rows in (1, 3):
-        prompts = equal_length(model, rows)
+    for prompts in (equal_length(model, 1), equal_length(model, 3), padded(model)):
         assert bursts(model, prompts, 21, 8, runner=runner) == plain(model, prompts, 21)
         assert bursts(model, prompts, 21, 8, runner=runner) == plain(model, prompts, 21)  # the graph replayed
 
@@ -107,6 +117,13 @@ def test_greedy_generation_goes_through_the_bursts_and_gives_the_same_text(tiny,
         assert (got.text, got.token_ids, got.finish_reason) == (expected.text, expected.token_ids,
                                                                  expected.finish_reason)
     assert len(bursting.bursts._bursts) == 1 and not bursting.bursts.lock.locked()
+
+
+def test_greedy_batches_go_through_the_bursts_too(tiny, bursting):
+    expected = tiny.generate(PROMPTS, max_new_tokens=10)
+    got = bursting.generate(PROMPTS, max_new_tokens=10)
+    assert [(r.text, r.token_ids) for r in got] == [(r.text, r.token_ids) for r in expected]
+    assert (3, 256) in bursting.bursts._bursts and not bursting.bursts.lock.locked()
 
 
 @pytest.mark.parametrize("params", [dict(do_sample=True, seed=3), dict(repetition_penalty=1.3),

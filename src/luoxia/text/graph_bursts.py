@@ -14,7 +14,8 @@ step in the same run, a token every 1.155 ms against 1.167 ms for the step repla
 
 What it costs: tokens reach the host in bursts of `steps` (8 by default: a few milliseconds on a GPU),
 and a row that ends (EOS, `max_new_tokens`) has computed up to `2 * steps - 1` tokens that are dropped
-(the rest of its burst and the queued one). Rows must have prompts of one length (no padding). With
+(the rest of its burst and the queued one). Prompts of several lengths are left-padded as in
+`decode_steps`: each row's positions count its own tokens, and its padding columns stay masked. With
 `capture=False` (the default off CUDA) the same buffers and ops run without a graph, which is how the
 CPU tests check this logic against `decode_steps`.
 """
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from luoxia.text.cuda_graph import BUCKET
+from luoxia.text.generate import left_pad, padding_mask
 from luoxia.text.model import Transformer
 
 
@@ -42,6 +44,7 @@ class _Burst:
         self.start = torch.zeros((), dtype=torch.long, device=device)
         self.positions = torch.zeros((batch_size, 1), dtype=torch.long, device=device)
         self.mask = torch.zeros((batch_size, 1, 1, max_len), dtype=torch.bool, device=device)
+        self.real = torch.ones((batch_size, max_len), dtype=torch.bool, device=device)  # False: a prompt's padding
         self.columns = torch.arange(max_len, device=device)
         self.out = torch.zeros((batch_size, steps), dtype=torch.long, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -51,7 +54,7 @@ class _Burst:
 
     def _run_steps(self) -> None:
         for i in range(self.steps):
-            self.mask.copy_((self.columns <= self.start).expand_as(self.mask))
+            self.mask.copy_(((self.columns <= self.start) & self.real)[:, None, None])
             logits = self.forward(self.tokens, self.caches, self.start, self.positions, self.mask)
             next_tokens = logits[:, -1].argmax(-1)
             self.out[:, i] = next_tokens
@@ -59,11 +62,17 @@ class _Burst:
             self.start += 1
             self.positions += 1
 
-    def set(self, tokens: torch.Tensor, start: int) -> None:
-        """Feed `tokens` (B,) at column `start` to the next burst."""
+    def set(self, tokens: torch.Tensor, start: int, real: torch.Tensor | None = None) -> None:
+        """Feed `tokens` (B,) at column `start` to the next burst; `real` (B, start) marks the prompts' real
+        tokens (None: no padding)."""
         self.tokens.copy_(tokens[:, None])
         self.start.fill_(start)
-        self.positions.fill_(start)
+        self.real.fill_(True)
+        if real is None:
+            self.positions.fill_(start)
+        else:
+            self.real[:, :start] = real
+            self.positions.copy_(real.sum(-1, keepdim=True))  # each row's own count of tokens before this one
 
     def launch(self, slot: int) -> None:
         """Queue the next burst; its tokens go to host copy `slot` (read them with `read(slot)`)."""
@@ -128,25 +137,28 @@ class GraphBursts:
             self._bursts[key] = _Burst(self.model, self.forward, *key, steps=self.steps, capture=self.capture)
         return self._bursts[key]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_ids: Sequence[int] = (),
                  pad_id: int = 0) -> Iterator[torch.Tensor]:
         """Yield the next token of every row (B,), on the host, for up to `max_new_tokens` steps, as
-        `generate.decode_steps` does for greedy decoding: rows that produced an EOS get `pad_id` from then
-        on, and generation ends when all rows have."""
-        lengths = {len(p) for p in prompts}
-        if len(lengths) != 1 or 0 in lengths:
-            raise ValueError("graph bursts need prompts of one length and at least one token each; "
-                             "pad them to one length or decode them with decode_steps")
+        `generate.decode_steps` does for greedy decoding: prompts are left-padded to the longest, rows that
+        produced an EOS get `pad_id` from then on, and generation ends when all rows have."""
+        if not prompts or min(len(p) for p in prompts) == 0:
+            raise ValueError("graph bursts need at least one prompt and at least one token in each")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        (length,) = lengths
         device = self.model.tok_embeddings.weight.device
+        length = max(len(p) for p in prompts)
+        tokens, real = left_pad(prompts, length, pad_id)
+        tokens, real = tokens.to(device), real.to(device)
+        padded = not bool(real.all())
         # Bursts may run up to 2 * steps - 1 columns past the last token kept (module notes).
         burst = self._burst(len(prompts), length + max_new_tokens + 2 * self.steps)
-        logits = self.model(torch.tensor(prompts, device=device), burst.caches, 0, last_only=True)
+        positions = (real.cumsum(-1) - 1).clamp(min=0) if padded else None
+        mask = padding_mask(real, 0, length) if padded else None
+        logits = self.model(tokens, burst.caches, 0, positions, mask, last_only=True)
         next_tokens = logits[:, -1].argmax(-1)
-        burst.set(next_tokens, length)
+        burst.set(next_tokens, length, real if padded else None)
         eos = torch.tensor(list(eos_ids), dtype=torch.long)
         finished = torch.zeros(len(prompts), dtype=torch.bool)
         produced, pending, slot = 0, next_tokens.cpu()[:, None], 0

@@ -70,7 +70,7 @@ class TextModel:
         self.safety = SafetyConfig()  # content filter and PII checks, on by default (see safety.policy)
         self.decode_step = None  # a compiled one-token forward (text.compiled), or None for the eager model
         self.draft: DraftModel | None = None  # speculative decoding's draft model (`use_draft`)
-        # Greedy single-row decoding, several steps per CUDA-graph replay (`text.graph_bursts`; with --compile on CUDA)
+        # Greedy decoding, several steps per CUDA-graph replay (`text.graph_bursts`; with --compile on CUDA)
         self.bursts: GraphBursts | None = None
 
     @classmethod
@@ -323,22 +323,31 @@ class TextModel:
             if row.reason is None:  # closed by the caller (e.g. Ctrl-C) before the end
                 stream.result = row.end("interrupted")[-1]
 
-    def _one_row_steps(self, ids: list[int], config: GenerationConfig,
-                       generator: torch.Generator | None) -> Iterator[int]:
-        """One row's tokens: through graph bursts where they apply (greedy, no logit processors, bursts not in
-        use by another generation), else `decode_steps`."""
+    def _decode(self, prompts: list[list[int]], config: GenerationConfig,
+                generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+        """`decode_steps`' tokens, (B,) a step: through graph bursts where they apply (greedy, no logit
+        processors, bursts not in use by another generation)."""
         eos_ids, pad_id = self.tokenizer.eos_ids, self._pad_id()
         bursts = self.bursts
-        if (bursts is not None and not config.sampling and not config.processors(eos_ids, len(ids))
+        if (bursts is not None and not config.sampling
+                and not config.processors(eos_ids, max(len(p) for p in prompts))
                 and bursts.lock.acquire(blocking=False)):
             try:
-                for t in bursts.generate([ids], config.max_new_tokens, [] if config.ignore_eos else eos_ids, pad_id):
-                    yield int(t[0])
+                yield from bursts.generate(prompts, config.max_new_tokens, [] if config.ignore_eos else eos_ids,
+                                           pad_id)
             finally:
                 bursts.lock.release()
             return
-        for t in decode_steps(self.model, [ids], config, eos_ids, pad_id, generator, self.decode_step):
-            yield int(t[0])
+        yield from decode_steps(self.model, prompts, config, eos_ids, pad_id, generator, self.decode_step)
+
+    def _one_row_steps(self, ids: list[int], config: GenerationConfig,
+                       generator: torch.Generator | None) -> Iterator[int]:
+        steps = self._decode([ids], config, generator)
+        try:
+            for t in steps:
+                yield int(t[0])
+        finally:
+            steps.close()
 
     def _speculative_steps(self, ids: list[int], config: GenerationConfig, generator: torch.Generator | None,
                            stats: SpeculationStats) -> Iterator[int]:
@@ -383,8 +392,7 @@ class TextModel:
             steps = (torch.tensor([t]) for t in self._speculative_steps(rows[live[0]].ids, config, generator,
                                                                           streams[live[0]].speculation))
         else:
-            steps = decode_steps(self.model, [rows[i].ids for i in live], config, self.tokenizer.eos_ids,
-                                 self._pad_id(), generator, self.decode_step)
+            steps = self._decode([rows[i].ids for i in live], config, generator)
         try:
             for step in steps:
                 for i, token in zip(live, step.tolist()):
