@@ -12,15 +12,20 @@
 #   carry [".device/part-01"]                   command "bash benchmarks/gpu_device.sh parts"
 #   carry [".device/part-02"]                   command "bash benchmarks/gpu_device.sh run"   (timeout_s 540)
 #
-# Each call copies its part to /tmp/luoxia-gpu/parts there. `run` joins and checks the model, runs the CUDA tests of the graphed decode step and bursts (TESTS
-# picks pytest arguments, SKIP_TESTS=1 skips them; a failure is reported and the benchmark runs anyway), then
-# benchmarks/text_decode_gpu.py (--repeats 2 by default: REPEATS=3 for the full run; GPU_ARGS adds flags), and
-# leaves its log and JSON in $OUT. Locally, `PYTHON=.venv/bin/python GPU_ARGS="--device cpu --variants eager,graphs
-# --new-tokens 16 --skip-batch" bash benchmarks/gpu_device.sh run` tries the same steps on the CPU.
+# Each call copies its part to /tmp/luoxia-gpu/parts there. `run` joins and checks the model, runs the CUDA
+# tests of the graphed decode step and bursts (TESTS picks pytest arguments, SKIP_TESTS=1 skips them; a failure
+# is reported and the benchmark runs anyway), then benchmarks/text_decode_gpu.py (--repeats 2 by default:
+# REPEATS=3 for the full run; GPU_ARGS adds flags), and leaves its log and JSON in $OUT. Locally,
+# `PYTHON=.venv/bin/python GPU_ARGS="--device cpu --variants eager,graphs --new-tokens 16 --skip-batch"
+# bash benchmarks/gpu_device.sh run` tries the same steps on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 PART_BYTES=$((32 * 1024 * 1024))
+
+keep_parts() {  # out of the checkout, where a later call's tree cannot remove them
+    mkdir -p /tmp/luoxia-gpu/parts && cp -r .device/. /tmp/luoxia-gpu/parts/
+}
 
 case "${1:-}" in
 prepare)
@@ -38,13 +43,13 @@ prepare)
     ;;
 parts)  # also copies the parts outside the checkout, in case a later call's tree replaces .device
     nvidia-smi -L 2>/dev/null || true
-    mkdir -p /tmp/luoxia-gpu/parts && cp -r .device/. /tmp/luoxia-gpu/parts/
+    keep_parts
     ls -l /tmp/luoxia-gpu/parts/*/
     ;;
 run)
     out=${OUT:-/tmp/luoxia-gpu}
     mkdir -p "$out" /tmp/luoxia-gpu
-    mkdir -p /tmp/luoxia-gpu/parts && cp -r .device/. /tmp/luoxia-gpu/parts/
+    keep_parts
     parts=/tmp/luoxia-gpu/parts
     (cd $parts && sha256sum -c --quiet base/parts.sha256) || { echo "a part is missing or damaged: carry it again"; exit 1; }
     model=/tmp/luoxia-gpu/SmolLM2-135M-Instruct.Q4_1.gguf

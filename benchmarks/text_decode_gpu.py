@@ -131,7 +131,6 @@ def graph_step_us(step, replays: int = 200) -> dict:
             captured.set(first, PROMPT_TOKENS)
         captured.graph.replay()
 
-    graph = captured.graph
     try:
         replay()
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -144,7 +143,7 @@ def graph_step_us(step, replays: int = 200) -> dict:
         replay()
         torch.cuda.synchronize()
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            graph.replay()
+            captured.graph.replay()
             torch.cuda.synchronize()
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         out["kernels"] = len(kernels) / steps  # per step

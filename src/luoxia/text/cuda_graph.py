@@ -30,13 +30,33 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
 from luoxia.text.kv_cache import KVCache
 from luoxia.text.model import Transformer
 
+T = TypeVar("T")
 BUCKET = 256  # cache lengths are rounded up to a multiple of this: one graph per (batch, bucket)
+
+
+def capture(run: Callable[[], T],
+            after_warm_up: Callable[[], None] = lambda: None) -> tuple[torch.cuda.CUDAGraph, T]:
+    """PyTorch's recipe: `run` twice on a side stream (compiles, with torch.compile, and sets up cuBLAS; each
+    followed by `after_warm_up`), then once captured. The graph, and what the captured `run` returned (its
+    output buffers, which each replay overwrites)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            run()
+            after_warm_up()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = run()
+    return graph, out
 
 
 class _Graph:
@@ -75,20 +95,9 @@ class _Graph:
         if not self.capture:
             return self._forward()
         if self.graph is None:
-            self._capture()
+            self.graph, self.logits = capture(self._forward)
         self.graph.replay()
         return self.logits
-
-    def _capture(self) -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):  # compiles (with torch.compile) and sets up cuBLAS before the capture
-                self._forward()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = self._forward()
 
 
 class GraphedDecodeStep:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from luoxia.text.cuda_graph import BUCKET
+from luoxia.text.cuda_graph import BUCKET, capture
 from luoxia.text.generate import left_pad, padding_mask
 from luoxia.text.model import Transformer
 
@@ -43,6 +43,8 @@ class _Burst:
         self.tokens = torch.zeros((batch_size, 1), dtype=torch.long, device=device)
         self.start = torch.zeros((), dtype=torch.long, device=device)
         self.positions = torch.zeros((batch_size, 1), dtype=torch.long, device=device)
+        # The mask is derived in the graph each step, but into a buffer shaped as the graphed step's, so that
+        # both call the compiled forward with the same arguments (one compile serves both).
         self.mask = torch.zeros((batch_size, 1, 1, max_len), dtype=torch.bool, device=device)
         self.real = torch.ones((batch_size, max_len), dtype=torch.bool, device=device)  # False: a prompt's padding
         self.columns = torch.arange(max_len, device=device)
@@ -93,25 +95,15 @@ class _Burst:
         return self.host[slot]
 
     def _capture(self) -> None:
-        """PyTorch's recipe: warm-up runs on a side stream (compiles, sets up cuBLAS), then the capture.
-        The warm-ups advance the buffers, so each starts from, and the capture records from, the state
-        `set` left; their cache writes are the real burst's and are written again by the replay."""
+        """The warm-ups advance the buffers, so each starts from, and the capture records from, the state `set`
+        left; their cache writes are the real burst's and are written again by the replay."""
         saved = self.tokens.clone(), self.start.clone(), self.positions.clone()
 
         def restore() -> None:
             for buffer, value in zip((self.tokens, self.start, self.positions), saved, strict=True):
                 buffer.copy_(value)
 
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._run_steps()
-                restore()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._run_steps()
+        self.graph, _ = capture(self._run_steps, after_warm_up=restore)
         restore()  # capturing runs nothing, but keep the state exact whatever the backend
 
 
