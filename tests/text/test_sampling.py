@@ -60,3 +60,19 @@ def test_frequency_presence_penalty_counts_generated_tokens_only():
     expected[0, 2] = -(0.5 * 1 + 0.25)
     torch.testing.assert_close(out, expected)  # token 5 is only in the prompt: not penalised
     assert sampling.frequency_presence_penalty(1.0, 1.0, prompt_len=6)(tokens, scores) is scores
+
+
+@pytest.mark.parametrize("vocab", [49152, 50257, 4096, 1000])
+def test_argmax_rows_matches_torch_argmax(vocab):
+    """Ties keep the first index, NaN counts as the largest, and the maximum may sit in the short last block."""
+    generator = torch.Generator().manual_seed(vocab)
+    scores = torch.randn(7, 2, vocab, generator=generator)[:, -1]  # rows strided, as logits[:, -1] are
+    scores[1, vocab // 3] = scores[1, vocab // 2] = 9.0  # a tie across blocks
+    scores[2, 5] = scores[2, 6] = 9.0  # a tie inside a block
+    scores[3, -1] = 9.0  # the very last column
+    scores[4, [vocab // 2, 10]] = float("nan")
+    scores[5] = float("-inf")
+    scores[6, :] = 1.0  # every entry equal
+    assert torch.equal(sampling.argmax_rows(scores), scores.argmax(dim=-1))
+    assert torch.equal(sampling.argmax_rows(scores.contiguous()), scores.argmax(dim=-1))
+    assert torch.equal(sampling.pick_next(scores, False, None), scores.argmax(dim=-1))
