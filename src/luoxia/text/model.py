@@ -60,25 +60,6 @@ def make_norm(config: TransformerConfig) -> nn.Module:
     return nn.LayerNorm(config.dim, eps=config.norm_eps, bias=config.bias)
 
 
-def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Attention of queries (B, H, T, D) over K < H key/value heads (B, K, S, D) as K heads of H/K * T query rows,
-    with `mask` (T, S) or (B, 1, T, S) repeated for each head of a group: (B, T, K, H/K, D).
-
-    PyTorch's CPU attention works through one head's query rows at a time, so in a decode step (T = 1) each
-    head multiplies a single row by the keys; here the three query heads SmolLM2 shares a key head with go
-    together. For 16 rows and 48 cached columns one layer's attention takes about 50 against 70 µs on this
-    project's CPU, 0.6 ms of a 22.9 ms step through the batch package; one row takes the same either way.
-    CPU only: on the H200 folding added a kernel a layer and 0.1 ms a step (benchmarks/README.md)."""
-    B, H, T, D = q.shape
-    G = H // k.shape[1]
-    # A copy whatever the strides (a view only when T = 1), so the packaged step's shapes need no guard on T.
-    q = q.clone(memory_format=torch.contiguous_format).view(B, -1, G * T, D)  # head h = k * G + g, row g * T + t
-    if mask is not None:
-        mask = mask.unsqueeze(-3).expand(*mask.shape[:-2], G, *mask.shape[-2:]).flatten(-3, -2)
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return y.unflatten(2, (G, T)).permute(0, 3, 1, 2, 4)
-
-
 class Attention(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -108,12 +89,10 @@ class Attention(nn.Module):
         # Causal without an explicit mask only when queries and keys start together (`Transformer.forward`
         # makes the mask for several tokens after cached ones).
         is_causal = mask is None and T > 1 and k.shape[2] == T
-        if K != H and q.device.type == "cpu" and (mask is not None or T == 1):  # not a causal prompt
-            y = grouped_attention(q.to(k.dtype), k, v, mask)
-        else:
-            y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, is_causal=is_causal,
-                                               enable_gqa=K != H).transpose(1, 2)
-        return self.wo(y.to(x.dtype).reshape(B, T, H * D))
+        y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, is_causal=is_causal,
+                                           enable_gqa=K != H)
+        y = y.to(x.dtype).transpose(1, 2).reshape(B, T, H * D)
+        return self.wo(y)
 
 
 class FeedForward(nn.Module):
