@@ -38,6 +38,15 @@ def padding_mask(real: torch.Tensor, start: int, end: int) -> torch.Tensor:
     return ((causal & real[:, None, :end]) | (k == q))[:, None]
 
 
+def prefill_positions_and_mask(real: torch.Tensor, longest: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Positions (B, longest) and attention mask for prefilling left-padded prompts whose real tokens `real`
+    marks: each row's positions count its own tokens, from its first real one. (None, None) when no row is
+    padded: default positions, plain causal attention."""
+    if bool(real[:, :longest].all()):
+        return None, None
+    return (real[:, :longest].cumsum(-1) - 1).clamp(min=0), padding_mask(real, 0, longest)
+
+
 @torch.inference_mode()
 def decode_steps(
     model: Transformer,
@@ -61,7 +70,6 @@ def decode_steps(
     device = model.tok_embeddings.weight.device
     tokens, real = left_pad(prompts, total, pad_id)
     tokens, real = tokens.to(device), real.to(device)
-    padded = not bool(real[:, :longest].all())
     step_forward = model if one_token_forward is None else one_token_forward
     # A CUDA-graphed step (text.cuda_graph) owns its caches: ask it for them, and give them back at the end.
     caches = getattr(step_forward, "new_caches", model.new_caches)(B, total)
@@ -69,9 +77,8 @@ def decode_steps(
     eos = torch.tensor([] if config.ignore_eos else list(eos_ids), dtype=torch.long, device=device)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
 
-    # With padding, each row's positions count its own tokens only, from its first real one.
-    positions = (real[:, :longest].cumsum(-1) - 1).clamp(min=0) if padded else None
-    mask = padding_mask(real, 0, longest) if padded else None
+    positions, mask = prefill_positions_and_mask(real, longest)
+    padded = mask is not None
     try:
         logits = model(tokens[:, :longest], caches, 0, positions, mask, last_only=True)
         for step in range(config.max_new_tokens):

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from luoxia.text.cuda_graph import BUCKET, capture
-from luoxia.text.generate import left_pad, padding_mask
+from luoxia.text.generate import left_pad, prefill_positions_and_mask
 from luoxia.text.model import Transformer
 
 
@@ -143,11 +143,10 @@ class GraphBursts:
         length = max(len(p) for p in prompts)
         tokens, real = left_pad(prompts, length, pad_id)
         tokens, real = tokens.to(device), real.to(device)
-        padded = not bool(real.all())
+        positions, mask = prefill_positions_and_mask(real, length)
+        padded = mask is not None
         # Bursts may run up to 2 * steps - 1 columns past the last token kept (module notes).
         burst = self._burst(len(prompts), length + max_new_tokens + 2 * self.steps)
-        positions = (real.cumsum(-1) - 1).clamp(min=0) if padded else None
-        mask = padding_mask(real, 0, length) if padded else None
         logits = self.model(tokens, burst.caches, 0, positions, mask, last_only=True)
         next_tokens = logits[:, -1].argmax(-1)
         burst.set(next_tokens, length, real if padded else None)
