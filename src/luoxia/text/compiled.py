@@ -38,6 +38,7 @@ from collections.abc import Callable
 import torch
 
 from luoxia.core.compile import compile_or_eager, note
+from luoxia.text import decode_attention
 from luoxia.text.cuda_graph import GraphedDecodeStep
 from luoxia.text.model import Transformer
 
@@ -70,5 +71,6 @@ def compiled_decode_step(model: Transformer, log: Callable[[str], None] = note) 
                                                          options=options))
     if model.tok_embeddings.weight.device.type == "cpu":
         options["cpp_wrapper"] = True
+        decode_attention.load()  # attention through its kernel where it builds
     constant_floats = torch._dynamo.config.patch(specialize_float=True)  # floats: see the module notes
     return constant_floats(compile_or_eager(forward_of_its_own(model), log, "decoding", dynamic=True, options=options))

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from luoxia.text import decode_attention
 from luoxia.text.kv_cache import KVCache
 from luoxia.text.model_config import TransformerConfig
 
@@ -89,10 +90,14 @@ class Attention(nn.Module):
         # Causal without an explicit mask only when queries and keys start together (`Transformer.forward`
         # makes the mask for several tokens after cached ones).
         is_causal = mask is None and T > 1 and k.shape[2] == T
-        y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, is_causal=is_causal,
-                                           enable_gqa=K != H)
-        y = y.to(x.dtype).transpose(1, 2).reshape(B, T, H * D)
-        return self.wo(y)
+        if (torch.compiler.is_compiling() and decode_attention.LOADED and q.device.type == "cpu"
+                and k.dtype == torch.float32 and decode_attention.supports(D) and not is_causal):
+            # A compiled step's new tokens (`text.decode_attention`); eager forwards keep PyTorch's rounding.
+            y = torch.ops.luoxia.decode_attention(q.float(), k, v, mask)
+        else:
+            y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, is_causal=is_causal,
+                                               enable_gqa=K != H).transpose(1, 2).reshape(B, T, H * D)
+        return self.wo(y.to(x.dtype))
 
 
 class FeedForward(nn.Module):
