@@ -20,8 +20,9 @@ def kernel():
 
 
 def reference(q, k, v, mask):
+    """PyTorch's attention in float32 (a bfloat16 cache widened), as (B, T, H·D)."""
     B, H, T, D = q.shape
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=k.shape[1] != H)
+    y = F.scaled_dot_product_attention(q, k.float(), v.float(), attn_mask=mask, enable_gqa=k.shape[1] != H)
     return y.transpose(1, 2).reshape(B, T, H * D)
 
 
@@ -31,11 +32,12 @@ def reference(q, k, v, mask):
     (3, 4, 4, 2, 17, 32),    # one query head per key head, a narrower head, a short odd cache
     (2, 8, 2, 5, 300, 128),  # four query heads per key head, more rows than a register group
 ])
-def test_matches_torch_attention(kernel, B, H, K, T, S, D):
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.bfloat16])
+def test_matches_torch_attention(kernel, B, H, K, T, S, D, cache_dtype):
     torch.manual_seed(0)
     q = torch.randn(B, H, T, D)
     # Keys and values as the step reads them: the first S columns of a longer cache (not contiguous).
-    k, v = (torch.randn(B, K, S + 7, D)[:, :, :S] for _ in range(2))
+    k, v = (torch.randn(B, K, S + 7, D, dtype=cache_dtype)[:, :, :S] for _ in range(2))
     mask = torch.ones(B, 1, T, S, dtype=torch.bool).tril(S - T)  # causal after S - T cached positions
     mask[0, :, :, : S // 3] = False  # row 0 left-padded
     out = kernel(q, k, v, mask)
@@ -55,8 +57,10 @@ def test_row_with_nothing_to_attend_is_zero(kernel):
 
 def test_bad_input_is_refused(kernel):
     q, k = torch.randn(1, 3, 1, 16), torch.randn(1, 3, 5, 16)
-    with pytest.raises(RuntimeError, match="float32"):
+    with pytest.raises(RuntimeError, match="q must be float32"):
         kernel(q.bfloat16(), k.bfloat16(), k.bfloat16(), None)
+    with pytest.raises(RuntimeError, match="both be float32 or both bfloat16"):
+        kernel(q, k, k.half(), None)
     with pytest.raises(RuntimeError, match="multiple of"):
         kernel(torch.randn(1, 4, 1, 16), torch.randn(1, 3, 5, 16), torch.randn(1, 3, 5, 16), None)
     with pytest.raises(RuntimeError, match="head width"):
@@ -69,7 +73,8 @@ def test_built_once_then_loaded(kernel):
     assert decode_attention.load()  # a second call only reports
 
 
-def test_an_exported_step_calls_the_kernel_and_gives_the_eager_logits(kernel):
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 0.02)])
+def test_an_exported_step_calls_the_kernel_and_gives_the_eager_logits(kernel, dtype, tolerance):
     from luoxia.text.aot_step import FlatStep, example_inputs
     from luoxia.text.kv_cache import KVCache
     from luoxia.text.model import Transformer
@@ -77,9 +82,9 @@ def test_an_exported_step_calls_the_kernel_and_gives_the_eager_logits(kernel):
 
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(vocab_size=96, dim=64, n_layers=2, n_heads=4, n_kv_heads=2,
-                                          ffn_dim=128, max_seq_len=64))  # heads 16 wide, 2 per key head
+                                          ffn_dim=128, max_seq_len=64))  # heads 16 wide, 2 a key head
     model.init_weights()  # created uninitialised (loaders fill it)
-    model.eval()
+    model = model.eval().to(dtype)
     tokens, positions, start, mask, *kv = example_inputs(model, rows=3, tokens=2, length=12, start=5)
     tokens = torch.randint(0, 96, tokens.shape)
     positions = positions + torch.arange(5, 7)
@@ -93,4 +98,5 @@ def test_an_exported_step_calls_the_kernel_and_gives_the_eager_logits(kernel):
         caches = [KVCache.of(k, v) for k, v in zip(kv[0::2], kv[1::2])]
         eager = model(tokens, caches, start, positions, mask)
     assert torch.isfinite(eager).all() and eager.std() > 0
-    assert (packaged - eager).abs().max() <= 1e-5 * eager.abs().max()  # float32 rounding of the sums' order
+    # float32: the rounding of the sums' order; bfloat16: that, rounded to bfloat16 where the model rounds
+    assert (packaged - eager).abs().max() <= tolerance * eager.abs().max()

@@ -62,17 +62,17 @@ def test_cached_decoding_matches_full_forward(pair):
     torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_bfloat16_model_caches_in_float32_on_the_cpu(pair):
-    """CPU attention is slow in bfloat16 (`Transformer.cache_dtype`): the cache and attention are float32, the
-    rest of the model bfloat16, and cached decoding still gives the full forward's logits."""
+def test_bfloat16_model_caches_in_bfloat16_on_the_cpu(pair):
+    """A bfloat16 model's cache is bfloat16 (`Transformer.cache_dtype`; attention widens it to float32), and
+    cached decoding still gives the full forward's logits."""
     model = copy.deepcopy(pair[0].model).to(torch.bfloat16)
-    assert model.cache_dtype == torch.float32
+    assert model.cache_dtype == torch.bfloat16
     tokens = torch.randint(0, model.config.vocab_size, (1, 20), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(tokens).float()
         caches = model.new_caches(1, 20)
         steps = [model(tokens[:, :12], caches, 0)] + [model(tokens[:, i:i + 1], caches, i) for i in range(12, 20)]
-    assert caches[0].k.dtype == torch.float32 and steps[-1].dtype == torch.bfloat16
+    assert caches[0].k.dtype == torch.bfloat16 and steps[-1].dtype == torch.bfloat16
     scale = float(full.abs().max())
     torch.testing.assert_close(torch.cat(steps, dim=1).float(), full, atol=0.02 * scale, rtol=0)
 

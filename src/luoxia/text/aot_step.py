@@ -73,8 +73,8 @@ MAX_TOKENS = 16  # the most tokens per row a call takes: a step, or a speculativ
 # 3: the caches it takes are float32 in a bfloat16 model (`Transformer.cache_dtype`); 4: the mask covers
 # only the written columns, and attention reads only those; 5: up to MAX_TOKENS tokens a call; 6: int4 models
 # get a second package for batches (`batch_rows`); 7: no transposed copies of the weights (`weights_stay_views`);
-# 8: attention through `text.decode_attention`'s kernel where it builds.
-PACKAGE_FORMAT = 8
+# 8: attention through `text.decode_attention`'s kernel where it builds; 9: a bfloat16 model's caches are bfloat16.
+PACKAGE_FORMAT = 9
 # How far a new package's logits may be from the eager step's, as a fraction of the eager logits' range:
 # the package keeps float32 between fused operations where the eager bfloat16 model rounds (SmolLM2 int4 on
 # text: 0.018). The check feeds random tokens, whose odd activations int8 products round far more: SmolLM2

@@ -90,11 +90,14 @@ class Attention(nn.Module):
         # Causal without an explicit mask only when queries and keys start together (`Transformer.forward`
         # makes the mask for several tokens after cached ones).
         is_causal = mask is None and T > 1 and k.shape[2] == T
-        if (torch.compiler.is_compiling() and decode_attention.LOADED and q.device.type == "cpu"
-                and k.dtype == torch.float32 and decode_attention.supports(D) and not is_causal):
+        on_cpu_cache = cache is not None and k.device.type == "cpu"
+        if (on_cpu_cache and torch.compiler.is_compiling() and decode_attention.LOADED and not is_causal
+                and k.dtype in (torch.float32, torch.bfloat16) and decode_attention.supports(D)):
             # A compiled step's new tokens (`text.decode_attention`); eager forwards keep PyTorch's rounding.
             y = torch.ops.luoxia.decode_attention(q.float(), k, v, mask)
         else:
+            if on_cpu_cache and k.dtype == torch.bfloat16:  # attention in float32 (`Transformer.cache_dtype`)
+                k, v = k.float(), v.float()
             y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, is_causal=is_causal,
                                                enable_gqa=K != H).transpose(1, 2).reshape(B, T, H * D)
         return self.wo(y.to(x.dtype))
@@ -196,13 +199,15 @@ class Transformer(nn.Module):
 
     @property
     def cache_dtype(self) -> torch.dtype:
-        """The dtype of keys and values in the cache, and of attention: the model's, except float32 for a
-        bfloat16/float16 model on the CPU. PyTorch's CPU attention is slow in bfloat16 without AMX: one
-        decode step of SmolLM2's (9 query heads, 160 cached positions) takes 108 µs against 24 µs in
-        float32 on an AVX-512 AMD EPYC, 2.5 ms of every token over 30 layers; the cache costs twice the
-        memory (SmolLM2-135M: 46 KB a position)."""
+        """The dtype of keys and values in the cache: the model's, except float32 for a float16 model on the CPU.
+        Attention over a CPU cache runs in float32 all the same: PyTorch's CPU attention is slow in bfloat16
+        without AMX (one decode step of SmolLM2's, 9 query heads over 160 cached positions, 108 against 24 µs
+        on an AVX-512 AMD EPYC), so eager forwards widen a bfloat16 cache's keys and values first, and compiled
+        steps read them through `text.decode_attention`, which widens as it reads: a 16-row step reads half the
+        bytes of a float32 cache (91 against 171 µs a layer at 96 positions), and the cache takes half the memory
+        (SmolLM2-135M: 23 KB a position)."""
         weight = self.tok_embeddings.weight
-        if weight.device.type == "cpu" and weight.dtype in (torch.bfloat16, torch.float16):
+        if weight.device.type == "cpu" and weight.dtype == torch.float16:
             return torch.float32
         return weight.dtype
 
