@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -100,3 +103,27 @@ def test_an_exported_step_calls_the_kernel_and_gives_the_eager_logits(kernel, dt
     assert torch.isfinite(eager).all() and eager.std() > 0
     # float32: the rounding of the sums' order; bfloat16: that, rounded to bfloat16 where the model rounds
     assert (packaged - eager).abs().max() <= tolerance * eager.abs().max()
+
+
+def run_load(home, **env) -> subprocess.CompletedProcess:
+    """`decode_attention.load()` in a fresh process with its own luoxia home."""
+    code = ("from luoxia.text import decode_attention as d; ok = d.load(); "
+            "print(ok, d.library_path().exists(), d.failure())")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "LUOXIA_HOME": str(home), **env}, timeout=300)
+
+
+def test_without_a_compiler_compiled_steps_keep_torch_attention(tmp_path):
+    run = run_load(tmp_path, CXX="no-such-compiler")
+    assert run.returncode == 0 and run.stdout.split()[:2] == ["False", "False"]
+    assert "no C++ compiler (no-such-compiler) on PATH" in run.stdout
+    assert run.stderr.count("\n") == 1 and "compiled steps use PyTorch's attention" in run.stderr
+
+
+def test_a_damaged_build_is_made_again(kernel, tmp_path):
+    damaged = tmp_path / "kernels" / decode_attention.library_path().name
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"not a shared library")
+    run = run_load(tmp_path)
+    assert run.stdout.split()[:2] == ["True", "True"], run.stderr
+    assert damaged.read_bytes()[:4] == b"\x7fELF" and not list(damaged.parent.glob(".*"))

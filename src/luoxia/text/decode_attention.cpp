@@ -1,4 +1,5 @@
-// luoxia::decode_attention: attention of a few new query tokens over a float32 key/value cache on the CPU.
+// luoxia::decode_attention: attention of a few new query tokens over a float32 or bfloat16 key/value cache on
+// the CPU.
 // Each key head's cached keys and values are read once for all the query rows that share it (decode_attention.py
 // says why and what it measured). Vectors are ATen's `Vectorized<float>`, as in Inductor's own kernels; the build
 // defines CPU_CAPABILITY_AVX512 or _AVX2 for the machine it runs on.

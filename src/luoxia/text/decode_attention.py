@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from luoxia.core.compile import note
 from luoxia.core.paths import luoxia_home
 
 SOURCE = Path(__file__).with_name("decode_attention.cpp")
@@ -64,31 +65,43 @@ def library_path() -> Path:
 
 
 def load() -> bool:
-    """Build the kernel if this machine has no build of it, and register the op; False (with the reason in
-    `failure()`) where that cannot be done, e.g. without a C++ compiler. Cheap after the first call."""
+    """Build the kernel if this machine has no build of it, and register the op; False, with a note (and the
+    reason in `failure()`), where that cannot be done, e.g. without a C++ compiler. Cheap after the first call."""
     global LOADED, _FAILED
     if LOADED or _FAILED is not None:
         return LOADED
     try:
         path = library_path()
         if not path.exists():
-            if shutil.which(os.environ.get("CXX", "g++")) is None:
-                raise RuntimeError("no C++ compiler (g++) on PATH")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            try:
-                run = subprocess.run(compile_command(tmp), capture_output=True, text=True)
-                if run.returncode != 0:
-                    raise RuntimeError(f"g++ failed: {(run.stderr.strip().splitlines() or [''])[-1][:200]}")
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-        torch.ops.load_library(str(path))
+            build(path)
+        try:
+            torch.ops.load_library(str(path))
+        except OSError:  # a damaged build (the file is only ever written whole): made again
+            path.unlink()
+            build(path)
+            torch.ops.load_library(str(path))
         _register_fake()
         LOADED = True
     except (OSError, RuntimeError) as e:
-        _FAILED = str(e)
+        _FAILED = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        note(f"decode attention kernel not built ({_FAILED}); compiled steps use PyTorch's attention")
     return LOADED
+
+
+def build(path: Path) -> None:
+    """Compile the kernel into `path`, whole or not at all."""
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C++ compiler ({compiler}) on PATH")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        run = subprocess.run(compile_command(tmp), capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"{compiler} failed: {(run.stderr.strip().splitlines() or [''])[-1][:200]}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def supports(head_dim: int) -> bool:
