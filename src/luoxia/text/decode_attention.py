@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from luoxia.core.compile import note
+from luoxia.core.atomic import atomic_path
+from luoxia.core.compile import error_line, note
 from luoxia.core.paths import luoxia_home
 
 SOURCE = Path(__file__).with_name("decode_attention.cpp")
@@ -48,11 +49,11 @@ def capability_flags() -> list[str]:
     return ["-DCPU_CAPABILITY=DEFAULT"]
 
 
-def compile_command(output: Path) -> list[str]:
+def compile_command(compiler: str, output: Path) -> list[str]:
     from torch.utils.cpp_extension import include_paths, library_paths  # imports setuptools: only to build
 
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    return [os.environ.get("CXX", "g++"), str(SOURCE), "-o", str(output), "-shared", "-fPIC", "-std=c++20", "-O3",
+    return [compiler, str(SOURCE), "-o", str(output), "-shared", "-fPIC", "-std=c++20", "-O3",
             "-march=native", "-fopenmp", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *capability_flags(),
             *(f"-I{p}" for p in include_paths()), *(f"-L{p}" for p in library_paths()),
             *(f"-Wl,-rpath,{p}" for p in library_paths()), "-ltorch", "-ltorch_cpu", "-lc10"]
@@ -83,7 +84,7 @@ def load() -> bool:
         _register_fake()
         LOADED = True
     except (OSError, RuntimeError) as e:
-        _FAILED = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        _FAILED = error_line(e)
         note(f"decode attention kernel not built ({_FAILED}); compiled steps use PyTorch's attention")
     return LOADED
 
@@ -93,15 +94,10 @@ def build(path: Path) -> None:
     compiler = os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None:
         raise RuntimeError(f"no C++ compiler ({compiler}) on PATH")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        run = subprocess.run(compile_command(tmp), capture_output=True, text=True)
+    with atomic_path(path) as tmp:
+        run = subprocess.run(compile_command(compiler, tmp), capture_output=True, text=True)
         if run.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {(run.stderr.strip().splitlines() or [''])[-1][:200]}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def supports(head_dim: int) -> bool:
