@@ -44,8 +44,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if not decode_attention.load():
-        raise SystemExit(f"the kernel could not be built: {decode_attention.failure()}")
+    if not decode_attention.KERNEL.load():
+        raise SystemExit(f"the kernel could not be built: {decode_attention.KERNEL.failure()}")
     print(f"{'rows':>4} {'S':>4} {'T':>2} | {'torch f32':>9} {'ours f32':>8} {'ours bf16':>9} | "
           f"{'f32 ratio':>9} {'bf16 ratio':>10}")
     for rows, length, tokens in CASES:

@@ -18,7 +18,7 @@ from luoxia.text import decode_attention
 def kernel():
     if shutil.which("g++") is None:
         pytest.skip("no C++ compiler: compiled steps keep PyTorch's attention")
-    assert decode_attention.load(), decode_attention.failure()
+    assert decode_attention.KERNEL.load(), decode_attention.KERNEL.failure()
     return torch.ops.luoxia.decode_attention
 
 
@@ -71,9 +71,9 @@ def test_bad_input_is_refused(kernel):
 
 
 def test_built_once_then_loaded(kernel):
-    path = decode_attention.library_path()
+    path = decode_attention.KERNEL.library_path()
     assert path.exists() and not list(path.parent.glob(f".{path.name}.*"))  # no half-written build left
-    assert decode_attention.load()  # a second call only reports
+    assert decode_attention.KERNEL.load()  # a second call only reports
 
 
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 0.02)])
@@ -106,9 +106,9 @@ def test_an_exported_step_calls_the_kernel_and_gives_the_eager_logits(kernel, dt
 
 
 def run_load(home, **env) -> subprocess.CompletedProcess:
-    """`decode_attention.load()` in a fresh process with its own luoxia home."""
-    code = ("from luoxia.text import decode_attention as d; ok = d.load(); "
-            "print(ok, d.library_path().exists(), d.failure())")
+    """`decode_attention.KERNEL.load()` in a fresh process with its own luoxia home."""
+    code = ("from luoxia.text import decode_attention as d; ok = d.KERNEL.load(); "
+            "print(ok, d.KERNEL.library_path().exists(), d.KERNEL.failure())")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "LUOXIA_HOME": str(home), **env}, timeout=300)
 
@@ -121,7 +121,7 @@ def test_without_a_compiler_compiled_steps_keep_torch_attention(tmp_path):
 
 
 def test_a_damaged_build_is_made_again(kernel, tmp_path):
-    damaged = tmp_path / "kernels" / decode_attention.library_path().name
+    damaged = tmp_path / "kernels" / decode_attention.KERNEL.library_path().name
     damaged.parent.mkdir()
     damaged.write_bytes(b"not a shared library")
     run = run_load(tmp_path)

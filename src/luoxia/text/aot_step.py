@@ -59,7 +59,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from luoxia.core.compile import error_line, note
-from luoxia.text import decode_attention
+from luoxia.text import decode_attention, int8_matmul
 from luoxia.text.formats import cache
 from luoxia.text.generate import padding_mask
 from luoxia.text.kv_cache import KVCache
@@ -73,8 +73,9 @@ MAX_TOKENS = 16  # the most tokens per row a call takes: a step, or a speculativ
 # 3: the caches it takes are float32 in a bfloat16 model (`Transformer.cache_dtype`); 4: the mask covers
 # only the written columns, and attention reads only those; 5: up to MAX_TOKENS tokens a call; 6: int4 models
 # get a second package for batches (`batch_rows`); 7: no transposed copies of the weights (`weights_stay_views`);
-# 8: attention through `text.decode_attention`'s kernel where it builds; 9: a bfloat16 model's caches are bfloat16.
-PACKAGE_FORMAT = 9
+# 8: attention through `text.decode_attention`'s kernel where it builds; 9: a bfloat16 model's caches are bfloat16;
+# 10: int8 products through `text.int8_matmul`'s AMX kernel where it builds.
+PACKAGE_FORMAT = 10
 # How far a new package's logits may be from the eager step's, as a fraction of the eager logits' range:
 # the package keeps float32 between fused operations where the eager bfloat16 model rounds (SmolLM2 int4 on
 # text: 0.018). The check feeds random tokens, whose odd activations int8 products round far more: SmolLM2
@@ -169,7 +170,8 @@ def weights_stay_views():
 def build_package(model: Transformer, path: Path, batch: bool = False) -> None:
     """Export the step with dynamic batch (`row_range`), token count and cache length, compile it into `path`
     without its weights, and check it against the eager step; `path` is written whole or not at all."""
-    decode_attention.load()  # the step calls the kernel where it builds (a package needs a compiler anyway)
+    decode_attention.KERNEL.load()  # the step calls the kernels where they build (a package needs a compiler anyway)
+    int8_matmul.KERNEL.load()
     rows = row_range(model, batch)
     example = example_inputs(model, rows=min(rows[0] + 1, rows[1]), tokens=2, length=64, start=3)
     batch_size = torch.export.Dim("batch", min=rows[0], max=rows[1])
@@ -313,7 +315,8 @@ class Package:
     (1 s) and parses the call spec on every call."""
 
     def __init__(self, path: Path, model: Transformer):
-        decode_attention.load()  # the op a package built with it calls must be registered first
+        decode_attention.KERNEL.load()  # the ops a package built with them calls must be registered first
+        int8_matmul.KERNEL.load()
         self.loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
         # user_managed: the package reads these tensors where they are (they live as long as `model`);
         # check_full_update: every constant not folded at load must be given.

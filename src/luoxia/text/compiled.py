@@ -38,7 +38,7 @@ from collections.abc import Callable
 import torch
 
 from luoxia.core.compile import compile_or_eager, note
-from luoxia.text import decode_attention
+from luoxia.text import decode_attention, int8_matmul
 from luoxia.text.cuda_graph import GraphedDecodeStep
 from luoxia.text.model import Transformer
 
@@ -71,6 +71,7 @@ def compiled_decode_step(model: Transformer, log: Callable[[str], None] = note) 
                                                          options=options))
     if model.tok_embeddings.weight.device.type == "cpu":
         options["cpp_wrapper"] = True
-        decode_attention.load()  # attention through its kernel where it builds
+        decode_attention.KERNEL.load()  # attention and int8 products through their kernels where they build
+        int8_matmul.KERNEL.load()
     constant_floats = torch._dynamo.config.patch(specialize_float=True)  # floats: see the module notes
     return constant_floats(compile_or_eager(forward_of_its_own(model), log, "decoding", dynamic=True, options=options))

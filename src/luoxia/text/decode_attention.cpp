@@ -175,7 +175,7 @@ at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const a
 
 }  // namespace
 
-TORCH_LIBRARY(luoxia, m) {
+TORCH_LIBRARY_FRAGMENT(luoxia, m) {
   m.def("decode_attention(Tensor q, Tensor k, Tensor v, Tensor? mask) -> Tensor");
 }
 

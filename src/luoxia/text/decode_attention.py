@@ -20,94 +20,11 @@ cannot be built, compiled steps do too.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import torch
 
-from luoxia.core.atomic import atomic_path
-from luoxia.core.compile import error_line, note
-from luoxia.core.paths import luoxia_home
-
-SOURCE = Path(__file__).with_name("decode_attention.cpp")
-# Whether the op is registered in this process: read by `model.Attention` while a step is traced.
-LOADED = False
-_FAILED: str | None = None  # why building or loading failed, once
-
-
-def capability_flags() -> list[str]:
-    """The vector width ATen's `Vectorized` is compiled for: what this CPU and this torch build run."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability.startswith("AVX512"):
-        return ["-DCPU_CAPABILITY_AVX512", "-DCPU_CAPABILITY=AVX512", "-mavx512f", "-mavx512dq", "-mavx512vl",
-                "-mavx512bw", "-mfma"]
-    if capability == "AVX2":
-        return ["-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2", "-mavx2", "-mfma"]
-    return ["-DCPU_CAPABILITY=DEFAULT"]
-
-
-def compile_command(compiler: str, output: Path) -> list[str]:
-    from torch.utils.cpp_extension import include_paths, library_paths  # imports setuptools: only to build
-
-    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    return [compiler, str(SOURCE), "-o", str(output), "-shared", "-fPIC", "-std=c++20", "-O3",
-            "-march=native", "-fopenmp", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *capability_flags(),
-            *(f"-I{p}" for p in include_paths()), *(f"-L{p}" for p in library_paths()),
-            *(f"-Wl,-rpath,{p}" for p in library_paths()), "-ltorch", "-ltorch_cpu", "-lc10"]
-
-
-def library_path() -> Path:
-    """Where this source, torch and CPU's build lives."""
-    key = hashlib.sha256(SOURCE.read_bytes() + f"{torch.__version__}|{capability_flags()}".encode()).hexdigest()[:16]
-    return luoxia_home() / "kernels" / f"decode_attention.{key}.so"
-
-
-def load() -> bool:
-    """Build the kernel if this machine has no build of it, and register the op; False, with a note (and the
-    reason in `failure()`), where that cannot be done, e.g. without a C++ compiler. Cheap after the first call."""
-    global LOADED, _FAILED
-    if LOADED or _FAILED is not None:
-        return LOADED
-    try:
-        path = library_path()
-        if not path.exists():
-            build(path)
-        try:
-            torch.ops.load_library(str(path))
-        except OSError:  # a damaged build (the file is only ever written whole): made again
-            path.unlink()
-            build(path)
-            torch.ops.load_library(str(path))
-        _register_fake()
-        LOADED = True
-    except (OSError, RuntimeError) as e:
-        _FAILED = error_line(e)
-        note(f"decode attention kernel not built ({_FAILED}); compiled steps use PyTorch's attention")
-    return LOADED
-
-
-def build(path: Path) -> None:
-    """Compile the kernel into `path`, whole or not at all."""
-    compiler = os.environ.get("CXX", "g++")
-    if shutil.which(compiler) is None:
-        raise RuntimeError(f"no C++ compiler ({compiler}) on PATH")
-    with atomic_path(path) as tmp:
-        run = subprocess.run(compile_command(compiler, tmp), capture_output=True, text=True)
-        if run.returncode != 0:
-            raise RuntimeError(f"{compiler} failed: {(run.stderr.strip().splitlines() or [''])[-1][:200]}")
-
-
-def supports(head_dim: int) -> bool:
-    """Whether the kernel takes heads this wide: whole vectors (16 floats with AVX-512), up to 128."""
-    return head_dim % 16 == 0 and 0 < head_dim <= 128
-
-
-def failure() -> str | None:
-    """Why `load` could not register the op, if it could not."""
-    return _FAILED
+from luoxia.core.cpp_kernel import CppKernel
 
 
 def _register_fake() -> None:
@@ -115,3 +32,13 @@ def _register_fake() -> None:
     def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         B, H, T, D = q.shape
         return q.new_empty(B, T, H * D)
+
+
+# `KERNEL.load()` registers the op; `KERNEL.loaded` is read by `model.Attention` while a step is traced.
+KERNEL = CppKernel(Path(__file__).with_name("decode_attention.cpp"), "decode attention kernel",
+                   "compiled steps use PyTorch's attention", _register_fake)
+
+
+def supports(head_dim: int) -> bool:
+    """Whether the kernel takes heads this wide: whole vectors (16 floats with AVX-512), up to 128."""
+    return head_dim % 16 == 0 and 0 < head_dim <= 128

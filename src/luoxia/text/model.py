@@ -91,7 +91,7 @@ class Attention(nn.Module):
         # makes the mask for several tokens after cached ones).
         is_causal = mask is None and T > 1 and k.shape[2] == T
         on_cpu_cache = cache is not None and k.device.type == "cpu"
-        if (on_cpu_cache and torch.compiler.is_compiling() and decode_attention.LOADED and not is_causal
+        if (on_cpu_cache and torch.compiler.is_compiling() and decode_attention.KERNEL.loaded and not is_causal
                 and k.dtype in (torch.float32, torch.bfloat16) and decode_attention.supports(D)):
             # A compiled step's new tokens (`text.decode_attention`); eager forwards keep PyTorch's rounding.
             y = torch.ops.luoxia.decode_attention(q.float(), k, v, mask)

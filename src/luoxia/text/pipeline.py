@@ -25,7 +25,7 @@ from luoxia.core.errors import InvalidParameterError
 from luoxia.core.provenance import Provenance
 from luoxia.core.registry import DEFAULT_TEXT_MODEL
 from luoxia.safety.policy import SafetyConfig
-from luoxia.text import prompting
+from luoxia.text import int8_matmul, prompting
 from luoxia.text.aot_step import AotDecodeStep, aot_decode_step, batch_rows
 from luoxia.text.batching import RunningBatch
 from luoxia.text.beam_search import beam_search
@@ -97,6 +97,8 @@ class TextModel:
         t0 = time.perf_counter()
         model, bundle, info = load_model(name_or_path, pick_device(device), dtype, quant, use_cache=use_cache,
                                          compile=compile)
+        if info["quant"] in ("w8a8", "int4") and model.tok_embeddings.weight.device.type == "cpu":
+            int8_matmul.KERNEL.load()  # their int8 products on AMX where the CPU has it: the same integers
         info["load_s"] = round(time.perf_counter() - t0, 3)
         info["compile"] = compile
         loaded = cls(model, bundle.tokenizer, bundle, info)

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from luoxia.core.errors import InvalidParameterError
+from luoxia.text.int8_matmul import int8_product
 
 Quant = Literal["none", "int8", "int4", "w8a8"]
 # Bumped when a mode's modules or buffers change, so that quantized weights cached by an older layout
@@ -187,7 +188,7 @@ class DynamicInt8Linear(nn.Module):
         rows = x.reshape(-1, x.shape[-1]).float() * self.input_scale
         step = rows.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / 127
         q = (rows / step).round_().to(torch.int8)  # within ±127 by construction of step
-        y = torch._int_mm(q, self.weight.t()) * (step * self.scales)
+        y = int8_product(q, self.weight) * (step * self.scales)
         y = y.view(*x.shape[:-1], -1)
         return y if self.bias is None else y + self.bias
 
