@@ -55,6 +55,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,6 +75,10 @@ TARGET_WARM_TTFT_S = 1.0
 CLI_TOKENS = 32  # tokens per `luoxia generate` run in the first-output measurement
 CHILD_MARK = "@@luoxia-bench "
 OURS, HF, LLAMA = "luoxia", "transformers", "llamacpp"
+# llama.cpp built for this CPU's AVX-512 but without its AMX path (a segfault in ggml_backend_amx_mul_mat on the
+# Q4_1 file, llama-cpp-python 0.3.36, Intel Xeon with AMX, 2026-12-05)
+NO_AMX = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=ON "
+          "-DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON")
 TARGET_LLAMACPP_RATIO = 1.0
 TARGET_BATCH_RATIO = 6.0
 TARGET_PERPLEXITY_RATIO = 1.03
@@ -182,7 +187,10 @@ class LlamaCppChild:
         for line in self.proc.stdout:
             if line.startswith(CHILD_MARK):
                 return json.loads(line.removeprefix(CHILD_MARK))
-        sys.exit(f"the llama.cpp child process stopped (exit {self.proc.wait()}); its error output is above")
+        code = self.proc.wait()
+        hint = (f" (llama-cpp-python 0.3.36's AMX path crashes on this CPU: reinstall it with CMAKE_ARGS='{NO_AMX}')"
+                if code == -signal.SIGSEGV and " amx_int8" in Path("/proc/cpuinfo").read_text() else "")
+        raise ChildProcessError(f"its child process stopped (exit {code}){hint}; its error output is above")
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -467,9 +475,14 @@ def bench(args: argparse.Namespace) -> dict:
             llama_note = "skipped (the model is not a GGUF file)"
         elif llamacpp_available(llama_python):
             print("loading llama.cpp (in a child process) ...", flush=True)
-            llama = LlamaCppChild(args, str(path), llama_python)
-            engines["llama.cpp Q4_1"] = (LlamaCppChild.generate, llama)
-            llama_note = f"ran with {llama_python}, its runs alternating with ours"
+            try:
+                llama = LlamaCppChild(args, str(path), llama_python)
+                llama.generate(ids, 2)  # fails fast where llama.cpp cannot decode on this CPU
+                engines["llama.cpp Q4_1"] = (LlamaCppChild.generate, llama)
+                llama_note = f"ran with {llama_python}, its runs alternating with ours"
+            except ChildProcessError as e:
+                llama_note, llama = f"left out: {e}", None
+                print(f"llama.cpp {llama_note}", flush=True)
 
         # Alternate the engines run by run, so a burst of background load hits them alike.
         runs: dict[str, list] = {name: [] for name in engines}

@@ -3,10 +3,13 @@ AMX tile unit, a small C++ kernel (int8_matmul.cpp) used in place of `torch._int
 
 A batch of 16 rows decodes through int8 products (`quant.takes_the_copy`), and PyTorch's `_int_mm` goes
 through oneDNN's older GEMM interface, which uses AVX-512 VNNI even on a CPU with AMX: on this project's 2-core
-CPU a 16-row step's 121 products took about 10-11 ms that way, compute-bound at about 260 GMAC/s. AMX does
-16×16×64 multiply-adds an instruction, so the same products are bound by reading the 134 MB of int8 weights
-instead: 6.2 against 11.4 ms (the embedded SmolLM2-135M's shapes, 16 rows; 0.70 against 1.74 ms for the
-49152×576 output projection alone; 5.7 against 12.0 ms at 4 rows, 91 against 102 ms at 512).
+CPU a 16-row step's 121 products took about 12 ms that way, compute-bound. AMX does 16×16×64 multiply-adds an
+instruction, so the same products are bound by reading the 134 MB of int8 weights instead: 5.9 against 12.1 ms
+(the embedded SmolLM2-135M's shapes, 16 rows; 0.70 against 1.76 ms for the 49152×576 output projection alone;
+4.7 against 10.9 ms at one row, 11.3 against 19.9 at 64: `benchmarks/int8_matmul.py`). Through the int4
+packages the default decoded 16 prompts and one at 1295.0 and 178.0 tokens/s (7.28×) against 926.8 and
+155.2 (5.97×) without the kernel, the same hour (`benchmarks/text_decode.py --variants int4+aot
+--skip-cold`); in the full run after, 1130.0 and 182.9 (6.18×).
 
 The sums are integers, so the result is exactly `_int_mm`'s: eager forwards may take it too, and the
 reference comparisons are unchanged. The kernel is built once per machine like the decode attention kernel

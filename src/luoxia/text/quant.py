@@ -18,7 +18,8 @@ perplexity rises 0.2-0.6% (SmolLM2-135M on the benchmarks' two held-out texts).
 
 w8a8 quantizes the activations too, per token (row) on the fly, and multiplies int8 by int8 with
 `torch._int_mm`. For a batch of 16 rows the weight-only kernels take about 5x as long as for one row,
-the int8 product about 3x (on this project's AVX-512 VNNI CPU), so batches take it (int4's too, below). A
+the int8 product about 3x (on this project's AVX-512 VNNI CPU; on a CPU with AMX, `text.int8_matmul` takes
+about the one-row time), so batches take it (int4's too, below). A
 few activation channels of a transformer are huge (3,000x the typical one at the input of some of
 SmolLM2's MLP down projections) and would swamp a token's int8 scale; SmoothQuant (Xiao et al., 2023)
 divides each input channel by s = max|x|^0.6 / max|w|^0.4, measured once on a calibration text, and
