@@ -33,8 +33,9 @@ def amx_missing() -> str | None:
         return "no /proc/cpuinfo to read the CPU's features from"
     if not {"amx_tile", "amx_int8"} <= set(flags.split()):
         return "this CPU has no AMX int8 unit"
-    if not torch._C._cpu._init_amx():  # asks Linux for the tile state (arch_prctl), as oneDNN does
-        return "the kernel did not allow AMX tiles"
+    request = getattr(torch._C._cpu, "_init_amx", None)  # asks Linux for the tile state (arch_prctl)
+    if request is None or not request():
+        return "Linux did not grant the AMX tile state"
     return None
 
 
