@@ -187,9 +187,11 @@ class LlamaCppChild:
         for line in self.proc.stdout:
             if line.startswith(CHILD_MARK):
                 return json.loads(line.removeprefix(CHILD_MARK))
+        from luoxia.core.device import cpu_flags
+
         code = self.proc.wait()
         hint = (f" (llama-cpp-python 0.3.36's AMX path crashes on this CPU: reinstall it with CMAKE_ARGS='{NO_AMX}')"
-                if code == -signal.SIGSEGV and " amx_int8" in Path("/proc/cpuinfo").read_text() else "")
+                if code == -signal.SIGSEGV and "amx_int8" in cpu_flags() else "")
         raise ChildProcessError(f"its child process stopped (exit {code}){hint}; its error output is above")
 
     def close(self) -> None:

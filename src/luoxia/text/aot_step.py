@@ -59,6 +59,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from luoxia.core.compile import error_line, note
+from luoxia.core.device import cpu_flags
 from luoxia.text import decode_attention, int8_matmul
 from luoxia.text.formats import cache
 from luoxia.text.generate import padding_mask
@@ -103,11 +104,9 @@ def cpu_tag() -> str:
     """The CPU's vector instructions as a package built here may use them ("avx512-vnni"): a package
     is compiled for the machine it was built on. (Inductor's own check compiles a test program: 1 s.)"""
     tag = torch.backends.cpu.get_cpu_capability().lower()
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return tag
-    return tag + "".join(f"-{name}" for name in ("vnni", "amx") if f" {name}" in flags or f"_{name}" in flags)
+    flags = cpu_flags()
+    return tag + "".join(f"-{name}" for name in ("vnni", "amx")
+                         if any(flag.startswith(name) or f"_{name}" in flag for flag in flags))
 
 
 def package_path(directory: Path, mode: str, package_format: int = PACKAGE_FORMAT, batch: bool = False) -> Path:

@@ -13,7 +13,7 @@ packages the default decoded 16 prompts and one at 1295.0 and 178.0 tokens/s (7.
 
 The sums are integers, so the result is exactly `_int_mm`'s: eager forwards may take it too, and the
 reference comparisons are unchanged. The kernel is built once per machine like the decode attention kernel
-(`core.cpp_kernel`), only on CPUs with AMX int8, and checked against `_int_mm` when loaded.
+(`core.cpp_kernel`), only on CPUs with AMX int8, and checked against PyTorch's integer product when loaded.
 """
 
 from __future__ import annotations
@@ -23,16 +23,13 @@ from pathlib import Path
 import torch
 
 from luoxia.core.cpp_kernel import CppKernel, capability_flags
+from luoxia.core.device import cpu_flags
 
 
 def amx_missing() -> str | None:
     """Why this machine cannot run AMX int8 tiles, or None: the CPU's flags, and Linux's permission for them."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "no /proc/cpuinfo to read the CPU's features from"
-    if not {"amx_tile", "amx_int8"} <= set(flags.split()):
-        return "this CPU has no AMX int8 unit"
+    if not {"amx_tile", "amx_int8"} <= cpu_flags():
+        return "this CPU has no AMX int8 unit (or no /proc/cpuinfo that says so)"
     request = getattr(torch._C._cpu, "_init_amx", None)  # asks Linux for the tile state (arch_prctl)
     if request is None or not request():
         return "Linux did not grant the AMX tile state"
@@ -46,7 +43,7 @@ def _register_fake() -> None:
 
 
 def _check() -> None:
-    """The kernel's sums against `_int_mm`'s on a few shapes (remainder rows, groups of blocks)."""
+    """The kernel's sums against PyTorch's integer product on a few shapes (remainder rows, groups of blocks)."""
     generator = torch.Generator().manual_seed(0)
     for rows, width, columns in [(1, 64, 16), (21, 128, 112)]:
         q = torch.randint(-127, 128, (rows, width), dtype=torch.int8, generator=generator)
