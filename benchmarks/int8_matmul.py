@@ -1,5 +1,6 @@
-"""Int8 products on the CPU: luoxia's AMX kernel (`src/luoxia/text/int8_matmul.py`) against PyTorch's
-`torch._int_mm`, the same int8 operands, the same run.
+"""Int8 products on the CPU: luoxia's kernels (`src/luoxia/text/int8_matmul.py`: AMX, and AVX-512 VNNI for CPUs
+without AMX) against PyTorch's `torch._int_mm`, the same int8 operands, the same run. Each kernel this CPU can run
+gets a table (the VNNI one runs on an AMX CPU too, where luoxia itself would take the AMX one).
 
 The weights are a decode step's of the embedded SmolLM2-135M (30 layers of fused query/key/value 960 × 576,
 output 576 × 576, gate/up 3,072 × 576 and down 576 × 1,536, then the 49,152 × 576 output projection: 121
@@ -23,7 +24,7 @@ from luoxia.text import int8_matmul
 
 LAYER_SHAPES = [(960, 576), (576, 576), (3072, 576), (576, 1536)]  # (out, in) of one layer's products
 HEAD = (49152, 576)
-ROWS = [1, 4, 16, 64]
+ROWS = [1, 4, 16, 32, 64]
 
 
 def step_weights() -> list[torch.Tensor]:
@@ -46,12 +47,11 @@ def alternating_ms(theirs, ours, repeats: int, calls: int = 1) -> tuple[float, f
     return statistics.median(t for t, _ in times), statistics.median(o for _, o in times)
 
 
-def time_rows(rows: int, weights: list[torch.Tensor], repeats: int) -> tuple[tuple[float, float], dict]:
-    """(ms a step through torch._int_mm, through the kernel), {shape: (µs a product theirs, ours)}."""
+def time_rows(kernel, rows: int, weights: list[torch.Tensor], repeats: int) -> tuple[tuple[float, float], dict]:
+    """(ms a step through torch._int_mm, through `kernel`), {shape: (µs a product theirs, ours)}."""
     generator = torch.Generator().manual_seed(rows)
     inputs = {width: torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator)
               for width in (576, 1536)}
-    kernel = torch.ops.luoxia.int8_matmul
     for w in (weights[0], weights[3], weights[-1]):
         q = inputs[w.shape[1]]
         assert torch.equal(kernel(q, w), torch._int_mm(q, w.t())), "the kernel's sums differ from _int_mm's"
@@ -80,16 +80,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if not int8_matmul.KERNEL.load():
-        raise SystemExit(f"the kernel is not available here: {int8_matmul.KERNEL.failure()}")
+    kernels = {"AMX": int8_matmul.KERNEL, "AVX-512 VNNI": int8_matmul.VNNI_KERNEL}
+    available = {name: kernel for name, kernel in kernels.items() if kernel.load()}
+    if not available:
+        raise SystemExit("no kernel applies here: " + "; ".join(f"{k.what}: {k.failure()}" for k in kernels.values()))
     weights = step_weights()
     shapes = [*LAYER_SHAPES, HEAD]
-    print("ms a step (121 products); µs per product of each shape (out × in): torch._int_mm / ours")
-    print(f"{'rows':>4} | {'step':>17} {'ratio':>6} | " + " ".join(f"{f'{o}x{i}':>17}" for o, i in shapes))
-    for rows in ROWS:
-        (theirs, ours), per_shape = time_rows(rows, weights, args.repeats)
-        cells = " ".join(f"{f'{t:.1f} / {o:.1f}':>17}" for t, o in (per_shape[s] for s in shapes))
-        print(f"{rows:>4} | {f'{theirs:.2f} / {ours:.2f}':>17} {theirs / ours:>5.2f}x | {cells}")
+    for name, kernel in available.items():
+        op = torch.ops.luoxia.int8_matmul if kernel is int8_matmul.KERNEL else torch.ops.luoxia.int8_matmul_vnni
+        print(f"\n{name}: ms a step (121 products); µs per product of each shape (out × in): torch._int_mm / ours")
+        print(f"{'rows':>4} | {'step':>17} {'ratio':>6} | " + " ".join(f"{f'{o}x{i}':>17}" for o, i in shapes))
+        for rows in ROWS:
+            (theirs, ours), per_shape = time_rows(op, rows, weights, args.repeats)
+            cells = " ".join(f"{f'{t:.1f} / {o:.1f}':>17}" for t, o in (per_shape[s] for s in shapes))
+            print(f"{rows:>4} | {f'{theirs:.2f} / {ours:.2f}':>17} {theirs / ours:>5.2f}x | {cells}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The AMX int8 kernel against `torch._int_mm`, w8a8 layers and exported steps that call it."""
+"""The int8 kernels (AMX, AVX-512 VNNI) against `torch._int_mm`, w8a8 layers and exported steps that call them.
+Each test runs once per kernel this CPU has; the VNNI one is tested on AMX CPUs too."""
 
 from __future__ import annotations
 
@@ -10,15 +11,32 @@ import torch
 from luoxia.text import int8_matmul
 from luoxia.text.int8_matmul import int8_product
 
+KERNELS = {"int8_matmul": (int8_matmul.KERNEL, int8_matmul.amx_missing),
+           "int8_matmul_vnni": (int8_matmul.VNNI_KERNEL, int8_matmul.vnni_missing)}
 
-@pytest.fixture(scope="module")
-def kernel():
+
+@pytest.fixture(scope="module", params=list(KERNELS))
+def op_name(request) -> str:
+    kernel, missing = KERNELS[request.param]
     if shutil.which("g++") is None:
         pytest.skip("no C++ compiler: int8 products use torch._int_mm")
-    if (missing := int8_matmul.amx_missing()) is not None:
-        pytest.skip(f"{missing}: int8 products use torch._int_mm")
-    assert int8_matmul.KERNEL.load(), int8_matmul.KERNEL.failure()
-    return torch.ops.luoxia.int8_matmul
+    if (reason := missing()) is not None:
+        pytest.skip(f"{reason}: no {kernel.what}")
+    assert kernel.load(), kernel.failure()
+    return request.param
+
+
+@pytest.fixture
+def kernel(op_name):
+    return getattr(torch.ops.luoxia, op_name)
+
+
+@pytest.fixture
+def only(op_name, monkeypatch):
+    """int8_product with this kernel loaded and the other not."""
+    for name, (kernel, _) in KERNELS.items():
+        monkeypatch.setattr(kernel, "loaded", name == op_name)
+    return op_name
 
 
 def integers(*shape: int) -> torch.Tensor:
@@ -31,6 +49,8 @@ def integers(*shape: int) -> torch.Tensor:
     (5, 1536, 576),     # fewer rows than a tile, the MLP's down projection
     (37, 128, 208),     # three chunks of rows (the last partial), 13 blocks of columns (groups of 4 and 1)
     (1, 64, 16),        # one tile each way
+    (32, 576, 3072),    # the most rows the VNNI kernel multiplies itself
+    (33, 576, 3072),    # one more: it hands them to torch._int_mm
 ])
 def test_matches_int_mm_exactly(kernel, M, K, N):
     torch.manual_seed(0)
@@ -61,14 +81,14 @@ def test_bad_input_is_refused(kernel):
         kernel(integers(2, 64), integers(24, 64))
 
 
-def test_int8_product_takes_the_kernel_only_where_it_fits(kernel, monkeypatch):
+def test_int8_product_takes_the_kernel_only_where_it_fits(only, monkeypatch):
     calls = []
-    real = torch.ops.luoxia.int8_matmul
+    real = getattr(torch.ops.luoxia, only)
 
     class Spy:
-        def int8_matmul(self, q, w):
-            calls.append(q.shape)
-            return real(q, w)
+        def __getattr__(self, name):
+            assert name == only, f"{name} called while only {only} is loaded"
+            return lambda q, w: calls.append(q.shape) or real(q, w)
 
     monkeypatch.setattr(torch.ops, "luoxia", Spy())
     torch.manual_seed(2)
@@ -78,18 +98,31 @@ def test_int8_product_takes_the_kernel_only_where_it_fits(kernel, monkeypatch):
     assert torch.equal(int8_product(q, w), torch._int_mm(q, w.t())) and len(calls) == 1
 
 
-def test_a_w8a8_layer_gives_the_same_numbers_through_either_product(kernel, monkeypatch):
+def test_the_amx_kernel_is_preferred_and_vnni_is_loaded_only_without_amx(monkeypatch):
+    monkeypatch.setattr(int8_matmul.KERNEL, "load", lambda: True)
+    monkeypatch.setattr(int8_matmul.VNNI_KERNEL, "load", lambda: pytest.fail("VNNI built beside AMX"))
+    assert int8_matmul.load()
+    monkeypatch.setattr(int8_matmul.KERNEL, "load", lambda: False)
+    monkeypatch.setattr(int8_matmul, "amx_missing", lambda: "no AMX here")
+    monkeypatch.setattr(int8_matmul.VNNI_KERNEL, "load", lambda: True)
+    assert int8_matmul.load()
+    monkeypatch.setattr(int8_matmul, "amx_missing", lambda: None)  # AMX that failed to build: no VNNI either
+    assert not int8_matmul.load()
+
+
+def test_a_w8a8_layer_gives_the_same_numbers_through_either_product(only, monkeypatch):
     from luoxia.text.quant import DynamicInt8Linear
 
     torch.manual_seed(3)
     layer = DynamicInt8Linear.from_float(torch.randn(96, 128), torch.randn(96), input_max=torch.rand(128) * 4)
     x = torch.randn(2, 7, 128)
     through_kernel = layer(x)
-    monkeypatch.setattr(int8_matmul.KERNEL, "loaded", False)
+    for kernel, _ in KERNELS.values():
+        monkeypatch.setattr(kernel, "loaded", False)
     assert torch.equal(through_kernel, layer(x))
 
 
-def test_an_exported_w8a8_step_calls_the_kernel(kernel):
+def test_an_exported_w8a8_step_calls_the_kernel(only):
     from luoxia.text.aot_step import FlatStep, example_inputs
     from luoxia.text.kv_cache import KVCache
     from luoxia.text.model import Transformer
@@ -108,7 +141,8 @@ def test_an_exported_w8a8_step_calls_the_kernel(kernel):
         cache.normal_()
     with torch.no_grad():
         program = torch.export.export(FlatStep(model), (tokens, positions, start, mask, *[c.clone() for c in kv]))
-        assert str(program.graph).count("luoxia.int8_matmul") == 2 * 4 + 1  # fused qkv, wo, gate/up, down; head
+        ops = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+        assert ops.count(f"luoxia.{only}.default") == 2 * 4 + 1  # fused qkv, wo, gate/up, down; head
         exported = program.module()(tokens, positions, start, mask, *[c.clone() for c in kv])
         eager = model(tokens, [KVCache.of(k, v) for k, v in zip(kv[0::2], kv[1::2])], start, positions, mask)
     assert torch.isfinite(eager).all() and eager.std() > 0

@@ -75,8 +75,9 @@ MAX_TOKENS = 16  # the most tokens per row a call takes: a step, or a speculativ
 # only the written columns, and attention reads only those; 5: up to MAX_TOKENS tokens a call; 6: int4 models
 # get a second package for batches (`batch_rows`); 7: no transposed copies of the weights (`weights_stay_views`);
 # 8: attention through `text.decode_attention`'s kernel where it builds; 9: a bfloat16 model's caches are bfloat16;
-# 10: int8 products through `text.int8_matmul`'s AMX kernel where it builds.
-PACKAGE_FORMAT = 10
+# 10: int8 products through `text.int8_matmul`'s AMX kernel where it builds; 11: through its AVX-512 VNNI kernel
+# on CPUs without AMX.
+PACKAGE_FORMAT = 11
 # How far a new package's logits may be from the eager step's, as a fraction of the eager logits' range:
 # the package keeps float32 between fused operations where the eager bfloat16 model rounds (SmolLM2 int4 on
 # text: 0.018). The check feeds random tokens, whose odd activations int8 products round far more: SmolLM2
@@ -170,7 +171,7 @@ def build_package(model: Transformer, path: Path, batch: bool = False) -> None:
     """Export the step with dynamic batch (`row_range`), token count and cache length, compile it into `path`
     without its weights, and check it against the eager step; `path` is written whole or not at all."""
     decode_attention.KERNEL.load()  # the step calls the kernels where they build (a package needs a compiler anyway)
-    int8_matmul.KERNEL.load()
+    int8_matmul.load()
     rows = row_range(model, batch)
     example = example_inputs(model, rows=min(rows[0] + 1, rows[1]), tokens=2, length=64, start=3)
     batch_size = torch.export.Dim("batch", min=rows[0], max=rows[1])
@@ -315,7 +316,7 @@ class Package:
 
     def __init__(self, path: Path, model: Transformer):
         decode_attention.KERNEL.load()  # the ops a package built with them calls must be registered first
-        int8_matmul.KERNEL.load()
+        int8_matmul.load()
         self.loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
         # user_managed: the package reads these tensors where they are (they live as long as `model`);
         # check_full_update: every constant not folded at load must be given.

@@ -72,6 +72,6 @@ def compiled_decode_step(model: Transformer, log: Callable[[str], None] = note) 
     if model.tok_embeddings.weight.device.type == "cpu":
         options["cpp_wrapper"] = True
         decode_attention.KERNEL.load()  # attention and int8 products through their kernels where they build
-        int8_matmul.KERNEL.load()
+        int8_matmul.load()
     constant_floats = torch._dynamo.config.patch(specialize_float=True)  # floats: see the module notes
     return constant_floats(compile_or_eager(forward_of_its_own(model), log, "decoding", dynamic=True, options=options))
