@@ -17,9 +17,9 @@ keeps 16 activation rows in registers; asking the cache for the weights two bloc
 gains. On the same CPU's VNNI units (its AMX kept out): 8.6 against 13.9 ms at 16 rows, 6.8 against 13.5 at one,
 1.2x at 32 rows and no gain beyond, so it hands products of more than 32 rows (prompts) to `_int_mm`. With oneDNN
 and luoxia kept off AMX that way (`ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`, AMX removed from the CPU flags luoxia
-reads), the default decoded 16 prompts at 1009.5 and 979.1 tokens/s against 731.1 and 685.8 without the kernel
-(two alternating pairs of `--variants int4+aot --skip-cold` runs), 7.35x and 7.34x its batch 1 against 4.76x and
-5.41x.
+reads), the default decoded 16 prompts at 1009.5, 979.1 and 969.8 tokens/s against 731.1, 685.8 and 677.7 without
+the kernel (three alternating pairs of `--variants int4+aot --skip-cold` runs), 7.35x, 7.34x and 7.26x its batch 1
+against 4.76x, 5.41x and 5.36x.
 
 The sums are integers, so the result is exactly `_int_mm`'s: eager forwards may take them too, and the
 reference comparisons are unchanged. Each kernel is built once per machine like the decode attention kernel
