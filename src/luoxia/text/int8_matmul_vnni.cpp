@@ -28,7 +28,7 @@ constexpr int64_t PREFETCH_AHEAD = 2;  // blocks between the one multiplied and 
 // a 48 KB L1 cache however wide the layer (SmolLM2's 576 and 1,536 ran the same with whole rows).
 constexpr int64_t SLICE = 512;
 // Products of more rows (prompts) go to torch._int_mm: the repacking pays for itself over few rows only
-// (1.5x _int_mm's speed at 16 rows, 1.2x at 32, 0.87x at 64; benchmarks/int8_matmul.py).
+// (1.6x _int_mm's speed over a step at 16 rows, 1.2x at 32, 0.87x at 64; benchmarks/int8_matmul.py).
 constexpr int64_t MOST_ROWS = 32;
 
 // Activation rows [m0, m0 + 16) as [k / 4][m][k % 4] (rows past M zero), and each row's sum into `sums`.
