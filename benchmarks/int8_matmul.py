@@ -80,14 +80,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    kernels = {"AMX": int8_matmul.KERNEL, "AVX-512 VNNI": int8_matmul.VNNI_KERNEL}
-    available = {name: kernel for name, kernel in kernels.items() if kernel.load()}
+    kernels = {"AMX": (int8_matmul.KERNEL, "int8_matmul"),
+               "AVX-512 VNNI": (int8_matmul.VNNI_KERNEL, "int8_matmul_vnni")}
+    available = {name: getattr(torch.ops.luoxia, op) for name, (kernel, op) in kernels.items() if kernel.load()}
     if not available:
-        raise SystemExit("no kernel applies here: " + "; ".join(f"{k.what}: {k.failure()}" for k in kernels.values()))
+        reasons = "; ".join(f"{kernel.what}: {kernel.failure()}" for kernel, _ in kernels.values())
+        raise SystemExit(f"no kernel applies here: {reasons}")
     weights = step_weights()
     shapes = [*LAYER_SHAPES, HEAD]
-    for name, kernel in available.items():
-        op = torch.ops.luoxia.int8_matmul if kernel is int8_matmul.KERNEL else torch.ops.luoxia.int8_matmul_vnni
+    for name, op in available.items():
         print(f"\n{name}: ms a step (121 products); µs per product of each shape (out × in): torch._int_mm / ours")
         print(f"{'rows':>4} | {'step':>17} {'ratio':>6} | " + " ".join(f"{f'{o}x{i}':>17}" for o, i in shapes))
         for rows in ROWS:

@@ -39,19 +39,22 @@ class CppKernel:
     `what` names it in notes; `fallback` says what callers do without it; `flags` are its extra compiler
     flags; `unusable` gives the reason it does not apply to this machine, or None (checked before building,
     and quiet: a CPU without the instructions is not a failure); `register_fake` gives its ops shapes for
-    export; `check` runs once after loading and raises if the ops give wrong results here."""
+    export; `check` runs once after loading and raises if the ops give wrong results here; `headers` are the
+    files beside the source that it includes (part of the build's key)."""
 
     def __init__(self, source: Path, what: str, fallback: str, register_fake: Callable[[], None],
                  flags: Callable[[], list[str]] = capability_flags, unusable: Callable[[], str | None] = lambda: None,
-                 check: Callable[[], None] = lambda: None):
+                 check: Callable[[], None] = lambda: None, headers: tuple[Path, ...] = ()):
         self.source, self.what, self.fallback = source, what, fallback
         self.register_fake, self.flags, self.unusable, self.check = register_fake, flags, unusable, check
+        self.headers = headers
         self.loaded = False  # read by the modules that call the ops while a step is traced
         self._failed: str | None = None
 
     def library_path(self) -> Path:
-        """Where this source, torch and CPU's build lives."""
-        key = hashlib.sha256(self.source.read_bytes() + f"{torch.__version__}|{self.flags()}".encode()).hexdigest()
+        """Where this source (and its headers), torch and CPU's build lives."""
+        code = self.source.read_bytes() + b"".join(header.read_bytes() for header in self.headers)
+        key = hashlib.sha256(code + f"{torch.__version__}|{self.flags()}".encode()).hexdigest()
         return luoxia_home() / "kernels" / f"{self.source.stem}.{key[:16]}.so"
 
     def load(self) -> bool:

@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "transpose16.h"
+
 namespace {
 
 constexpr int64_t TILE = 16;     // rows of a tile; columns of a result tile
@@ -68,33 +70,6 @@ void multiply(const int8_t* w, int64_t K, const int8_t* packed, int32_t* sums) {
   if constexpr (BLOCKS > 3) _tile_stored(3, sums + 768, DEPTH);
 }
 
-// The 16 × 16 int32 tile at `tile` (row by row, 64-byte aligned) transposed: its column c into columns[c].
-// Three rounds of shuffles, as for any 16 × 16 transpose: 32-bit pairs, 64-bit pairs, then 128-bit lanes twice.
-inline void transpose_tile(const int32_t* tile, __m512i columns[TILE]) {
-  __m512i quads[4][4];  // [g][j]: in 128-bit lane L, column 4L + j of rows 4g..4g+3
-  for (int g = 0; g < 4; ++g) {
-    const int32_t* r = tile + 4 * g * TILE;
-    const __m512i r0 = _mm512_load_si512(r), r1 = _mm512_load_si512(r + TILE);
-    const __m512i r2 = _mm512_load_si512(r + 2 * TILE), r3 = _mm512_load_si512(r + 3 * TILE);
-    const __m512i t0 = _mm512_unpacklo_epi32(r0, r1), t1 = _mm512_unpackhi_epi32(r0, r1);
-    const __m512i t2 = _mm512_unpacklo_epi32(r2, r3), t3 = _mm512_unpackhi_epi32(r2, r3);
-    quads[g][0] = _mm512_unpacklo_epi64(t0, t2);
-    quads[g][1] = _mm512_unpackhi_epi64(t0, t2);
-    quads[g][2] = _mm512_unpacklo_epi64(t1, t3);
-    quads[g][3] = _mm512_unpackhi_epi64(t1, t3);
-  }
-  for (int j = 0; j < 4; ++j) {  // 0x88 takes lanes 0 and 2 of each side, 0xdd lanes 1 and 3
-    const __m512i low_even = _mm512_shuffle_i32x4(quads[0][j], quads[1][j], 0x88);
-    const __m512i low_odd = _mm512_shuffle_i32x4(quads[0][j], quads[1][j], 0xdd);
-    const __m512i high_even = _mm512_shuffle_i32x4(quads[2][j], quads[3][j], 0x88);
-    const __m512i high_odd = _mm512_shuffle_i32x4(quads[2][j], quads[3][j], 0xdd);
-    columns[j] = _mm512_shuffle_i32x4(low_even, high_even, 0x88);
-    columns[8 + j] = _mm512_shuffle_i32x4(low_even, high_even, 0xdd);
-    columns[4 + j] = _mm512_shuffle_i32x4(low_odd, high_odd, 0x88);
-    columns[12 + j] = _mm512_shuffle_i32x4(low_odd, high_odd, 0xdd);
-  }
-}
-
 at::Tensor int8_matmul(const at::Tensor& q, const at::Tensor& w) {
   TORCH_CHECK(q.scalar_type() == at::kChar && w.scalar_type() == at::kChar, "int8_matmul: q and w must be int8");
   TORCH_CHECK(q.dim() == 2 && w.dim() == 2 && q.size(1) == w.size(1),
@@ -128,7 +103,8 @@ at::Tensor int8_matmul(const at::Tensor& q, const at::Tensor& w) {
         const int64_t valid = std::min(TILE, M - c * TILE);
         for (int b = 0; b < blocks; ++b) {  // sums[b][n][m] → result[m][n]
           __m512i columns[TILE];
-          transpose_tile(sums + b * TILE * TILE, columns);
+          for (int n = 0; n < TILE; ++n) columns[n] = _mm512_load_si512(sums + (b * TILE + n) * TILE);
+          luoxia::transpose16(columns);
           for (int64_t m = 0; m < valid; ++m)
             _mm512_storeu_si512(result + (c * TILE + m) * N + (block + b) * TILE, columns[m]);
         }

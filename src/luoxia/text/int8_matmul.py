@@ -78,13 +78,14 @@ def _check(op: str) -> Callable[[], None]:
     return check
 
 
+HEADERS = (Path(__file__).with_name("transpose16.h"),)
 KERNEL = CppKernel(Path(__file__).with_name("int8_matmul.cpp"), "AMX int8 kernel", "int8 products use torch._int_mm",
                    _register_fake("int8_matmul"), flags=lambda: [*capability_flags(), "-mamx-tile", "-mamx-int8"],
-                   unusable=amx_missing, check=_check("int8_matmul"))
+                   unusable=amx_missing, check=_check("int8_matmul"), headers=HEADERS)
 VNNI_KERNEL = CppKernel(Path(__file__).with_name("int8_matmul_vnni.cpp"), "AVX-512 VNNI int8 kernel",
                         "int8 products use torch._int_mm", _register_fake("int8_matmul_vnni"),
                         flags=lambda: [*capability_flags(), "-mavx512vnni"], unusable=vnni_missing,
-                        check=_check("int8_matmul_vnni"))
+                        check=_check("int8_matmul_vnni"), headers=HEADERS)
 
 
 def load() -> bool:

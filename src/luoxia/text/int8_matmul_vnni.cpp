@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "transpose16.h"
+
 namespace {
 
 constexpr int64_t LANES = 16;        // int32 lanes of a vector: weight rows of a block, activation rows of a chunk
@@ -44,37 +46,13 @@ void pack_rows(const int8_t* q, int64_t M, int64_t K, int64_t m0, int8_t* packed
   }
 }
 
-// 16 vectors of 16 int32 transposed in place: three rounds of shuffles (32-bit pairs, 64-bit pairs, 128-bit lanes).
-inline void transpose(__m512i r[LANES]) {
-  __m512i quads[4][4];  // [g][j]: in 128-bit lane L, column 4L + j of rows 4g..4g+3
-  for (int g = 0; g < 4; ++g) {
-    const __m512i t0 = _mm512_unpacklo_epi32(r[4 * g], r[4 * g + 1]), t1 = _mm512_unpackhi_epi32(r[4 * g], r[4 * g + 1]);
-    const __m512i t2 = _mm512_unpacklo_epi32(r[4 * g + 2], r[4 * g + 3]);
-    const __m512i t3 = _mm512_unpackhi_epi32(r[4 * g + 2], r[4 * g + 3]);
-    quads[g][0] = _mm512_unpacklo_epi64(t0, t2);
-    quads[g][1] = _mm512_unpackhi_epi64(t0, t2);
-    quads[g][2] = _mm512_unpacklo_epi64(t1, t3);
-    quads[g][3] = _mm512_unpackhi_epi64(t1, t3);
-  }
-  for (int j = 0; j < 4; ++j) {  // 0x88 takes lanes 0 and 2 of each side, 0xdd lanes 1 and 3
-    const __m512i low_even = _mm512_shuffle_i32x4(quads[0][j], quads[1][j], 0x88);
-    const __m512i low_odd = _mm512_shuffle_i32x4(quads[0][j], quads[1][j], 0xdd);
-    const __m512i high_even = _mm512_shuffle_i32x4(quads[2][j], quads[3][j], 0x88);
-    const __m512i high_odd = _mm512_shuffle_i32x4(quads[2][j], quads[3][j], 0xdd);
-    r[j] = _mm512_shuffle_i32x4(low_even, high_even, 0x88);
-    r[8 + j] = _mm512_shuffle_i32x4(low_even, high_even, 0xdd);
-    r[4 + j] = _mm512_shuffle_i32x4(low_odd, high_odd, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4(low_odd, high_odd, 0xdd);
-  }
-}
-
 // Bytes [k0, k0 + width) of 16 weight rows (from w, K wide) as [k / 4][n][k % 4], each byte + 128 (unsigned).
 void pack_weights(const int8_t* w, int64_t K, int64_t k0, int64_t width, uint8_t* packed) {
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));  // x ^ 0x80 = x + 128 as an unsigned byte
   for (int64_t k = 0; k < width; k += DEPTH) {
     __m512i r[LANES];
     for (int n = 0; n < LANES; ++n) r[n] = _mm512_loadu_si512(w + n * K + k0 + k);
-    transpose(r);
+    luoxia::transpose16(r);
     for (int c = 0; c < LANES; ++c) _mm512_store_si512(packed + (k / 4 + c) * DEPTH, _mm512_xor_si512(r[c], flip));
   }
 }
