@@ -15,7 +15,8 @@
 # Each call copies its part to /tmp/luoxia-gpu/parts there. `run` joins and checks the model, runs the CUDA
 # tests of the graphed decode step and bursts (TESTS picks pytest arguments, SKIP_TESTS=1 skips them; a failure
 # is reported and the benchmark runs anyway), then benchmarks/text_decode_gpu.py (--repeats 2 by default:
-# REPEATS=3 for the full run; GPU_ARGS adds flags), and leaves its log and JSON in $OUT. Locally,
+# REPEATS=3 for the full run; GPU_ARGS adds flags: GPU_ARGS="--variants compile+graphs,compile+bursts,fused+graphs,
+# fused+bursts" compares the fused step in a short run), and leaves its log and JSON in $OUT. Locally,
 # `PYTHON=.venv/bin/python GPU_ARGS="--device cpu --variants eager,graphs --new-tokens 16 --skip-batch"
 # bash benchmarks/gpu_device.sh run` tries the same steps on the CPU.
 set -euo pipefail

@@ -10,6 +10,10 @@ as one batch. Rows (--variants):
     compile+bursts   the compile+graphs step, 8 greedy steps per graph replay (text.graph_bursts): argmax and
                      feed-back on the GPU, tokens to the host 8 at a time
     bursts           the same without compile
+    fused+graphs     compile+graphs with Inductor's coordinate descent tuning (`compiled_decode_step(...,
+                     fuse_matvecs=True)`, gpt-fast's setting): one-row matmuls become Triton reductions fused
+                     with the ops beside them
+    fused+bursts     the fused+graphs step in 8-step bursts
     compile          torch.compile with dynamic shapes and no graph (the CPU's --compile, for comparison)
     transformers     AutoModelForCausalLM on the same GGUF, bfloat16: eager `generate`, and `generate` with
                      cache_implementation="static", which compiles the forward itself on CUDA
@@ -21,6 +25,9 @@ the first new token to the last, every token copied to the host as a streaming u
 
     .venv/bin/python benchmarks/text_decode_gpu.py                  # on a CUDA machine, a few minutes
     .venv/bin/python benchmarks/text_decode_gpu.py --device cpu --variants eager,graphs --new-tokens 16
+
+Graphed rows also report one step's GPU time alone and its kernels: how many, their time, and the
+costliest by name (`top_kernels` in the JSON, the first few printed).
 
 Prints the GPU, a Markdown table and whether batch-1 decode reaches 1000 tok/s (issue #10), and writes
 benchmarks/results/text_decode_gpu.json. A row that fails prints its error and the others still run.
@@ -41,9 +48,11 @@ from text_decode import BATCH, PROMPT_TEXT, PROMPT_TOKENS, same_prefix
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_decode_gpu.json"
 TARGET_DECODE_TOK_S = 1000.0
-VARIANTS = ("eager", "graphs", "compile+graphs", "compile+bursts", "bursts", "compile", "transformers",
-            "transformers static")
-DEFAULT_VARIANTS = ("eager", "graphs", "compile+graphs", "compile+bursts", "transformers", "transformers static")
+VARIANTS = ("eager", "graphs", "compile+graphs", "compile+bursts", "fused+graphs", "fused+bursts", "bursts", "compile",
+            "transformers", "transformers static")
+DEFAULT_VARIANTS = ("eager", "graphs", "compile+graphs", "compile+bursts", "fused+graphs", "fused+bursts",
+                    "transformers", "transformers static")
+TOP_KERNELS = 15  # kept per row in the JSON, by GPU time
 BURST_STEPS = 8
 
 
@@ -148,6 +157,13 @@ def graph_step_us(step, replays: int = 200) -> dict:
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         out["kernels"] = len(kernels) / steps  # per step
         out["kernels_gpu_us"] = sum(e.device_time for e in kernels) / steps
+        by_name: dict[str, list[float]] = {}  # name -> [launches, us]; Inductor reuses a kernel in every layer
+        for e in kernels:
+            launches_us = by_name.setdefault(e.name, [0, 0.0])
+            launches_us[0] += 1
+            launches_us[1] += e.device_time
+        out["top_kernels"] = [{"name": name[:120], "per_step": n / steps, "us_per_step": us / steps}
+                              for name, (n, us) in sorted(by_name.items(), key=lambda kv: -kv[1][1])[:TOP_KERNELS]]
     except Exception as e:  # noqa: BLE001 (a timing the profiler cannot take must not lose the row)
         out["profile_error"] = f"{type(e).__name__}: {e}"[:300]
     return out
@@ -199,13 +215,15 @@ def bench(args: argparse.Namespace) -> dict:
         ids = loaded.tokenizer.encode(PROMPT_TEXT, add_special_tokens=False)[:PROMPT_TOKENS]
         made: dict = {}
 
-        def compiled_forward():  # the compile+graphs row's compiled step if it ran: compiled once
-            step = made.get("compile+graphs") or compiled_decode_step(model)
+        def compiled_forward(graphed: str):  # that row's compiled step if it ran: each compile once
+            step = made.get(graphed) or compiled_decode_step(model, fuse_matvecs=graphed.startswith("fused"))
             return getattr(step, "forward", step)  # on CUDA a GraphedDecodeStep; on the CPU the compiled function
 
         steps = {"eager": lambda: None, "graphs": lambda: GraphedDecodeStep(model),
                  "compile+graphs": lambda: compiled_decode_step(model),  # what --compile does (graphed on CUDA)
-                 "compile+bursts": lambda: GraphBursts(model, compiled_forward(), steps=BURST_STEPS),
+                 "compile+bursts": lambda: GraphBursts(model, compiled_forward("compile+graphs"), steps=BURST_STEPS),
+                 "fused+graphs": lambda: compiled_decode_step(model, fuse_matvecs=True),
+                 "fused+bursts": lambda: GraphBursts(model, compiled_forward("fused+graphs"), steps=BURST_STEPS),
                  "bursts": lambda: GraphBursts(model, steps=BURST_STEPS),
                  "compile": lambda: compile_or_eager(model, print, "decoding", dynamic=True,
                                                      options={"guard_filter_fn": keep_argument_guards})}
@@ -271,6 +289,8 @@ def report(result: dict) -> None:
             print(f"{name}: one batch-1 step on the GPU alone (graph replays) {r['replay_us']:.0f} us "
                   f"({1e6 / r['replay_us']:.0f} steps/s); {r.get('kernels', '?')} kernels, "
                   f"{r.get('kernels_gpu_us', float('nan')):.0f} us of kernel time {r.get('profile_error', '')}")
+            for k in r.get("top_kernels", [])[:6]:
+                print(f"    {k['us_per_step']:6.1f} us  {k['per_step']:5.1f}x  {k['name'][:90]}")
     print(f"\nfastest batch-1 row: {best[1]}, {best[0]:.1f} tok/s; target {result['target_decode_tok_s']:.0f}: {met}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from luoxia.text.compiled import compiled_decode_step, inductor_options
 from luoxia.text.cuda_graph import BUCKET, GraphedDecodeStep
 from luoxia.text.generate import GenerationConfig, decode_steps
 from luoxia.text.kv_cache import KVCache
@@ -109,3 +110,13 @@ def test_captured_graph_replays_the_eager_tokens(tiny_llama_dir):
     compiled = TextModel.load(str(tiny_llama_dir), device="cuda", dtype="float32", quant="none", compile=True)
     assert isinstance(compiled.decode_step, GraphedDecodeStep)
     assert compiled.generate(PROMPTS[0], max_new_tokens=20).text == model.generate(PROMPTS[0], max_new_tokens=20).text
+    fused = compiled_decode_step(model.model, fuse_matvecs=True)  # one-row matmuls as Triton reductions
+    assert tokens_of(model, [PROMPTS[0]], 20, fused) == tokens_of(model, [PROMPTS[0]], 20)
+
+
+def test_matvec_fusion_is_asked_of_inductor_on_cuda_only():
+    assert inductor_options("cuda", fuse_matvecs=True)["coordinate_descent_tuning"]
+    assert "coordinate_descent_tuning" not in inductor_options("cuda")
+    cpu = inductor_options("cpu", fuse_matvecs=True)  # Inductor decomposes one-row matmuls only off the CPU
+    assert cpu["cpp_wrapper"] and "coordinate_descent_tuning" not in cpu
+    assert all(callable(o["guard_filter_fn"]) for o in (cpu, inductor_options("cuda")))

@@ -60,17 +60,31 @@ def forward_of_its_own(model: Transformer) -> Callable:
     return types.MethodType(own, model)
 
 
-def compiled_decode_step(model: Transformer, log: Callable[[str], None] = note) -> Callable:
+def inductor_options(device_type: str, fuse_matvecs: bool = False) -> dict:
+    """`torch.compile` options of the decode step on `device_type` (see `compiled_decode_step`)."""
+    options: dict = {"guard_filter_fn": keep_argument_guards}
+    if device_type == "cpu":
+        options["cpp_wrapper"] = True
+    elif fuse_matvecs:
+        options["coordinate_descent_tuning"] = True
+    return options
+
+
+def compiled_decode_step(model: Transformer, log: Callable[[str], None] = note, fuse_matvecs: bool = False) -> Callable:
     """A function with the model's forward signature, compiled for one-token steps. Falls back to
     the eager model (with a note) where compiling fails, e.g. without a C++ compiler.
 
-    On CUDA the step is compiled for fixed shapes and replayed as a CUDA graph (`text.cuda_graph`)."""
-    options = {"guard_filter_fn": keep_argument_guards}
-    if model.tok_embeddings.weight.device.type == "cuda":
+    On CUDA the step is compiled for fixed shapes and replayed as a CUDA graph (`text.cuda_graph`).
+    `fuse_matvecs` (CUDA only) compiles it with Inductor's coordinate descent tuning, gpt-fast's setting:
+    Inductor then writes a one-row matmul as a Triton reduction instead of a cuBLAS call, fuses it with
+    the norm, SwiGLU or residual add beside it, and tunes each kernel's launch. Fewer kernels a step for
+    a longer first compile; off until a GPU run shows it pays (`benchmarks/text_decode_gpu.py`'s fused rows)."""
+    device_type = model.tok_embeddings.weight.device.type
+    options = inductor_options(device_type, fuse_matvecs)
+    if device_type == "cuda":
         return GraphedDecodeStep(model, compile_or_eager(forward_of_its_own(model), log, "decoding", dynamic=False,
                                                          options=options))
-    if model.tok_embeddings.weight.device.type == "cpu":
-        options["cpp_wrapper"] = True
+    if device_type == "cpu":
         decode_attention.KERNEL.load()  # attention and int8 products through their kernels where they build
         int8_matmul.load()
     constant_floats = torch._dynamo.config.patch(specialize_float=True)  # floats: see the module notes
