@@ -194,6 +194,24 @@ def test_a_damaged_package_costs_a_note_not_the_run(packaged, tiny_llama_dir, ho
         path.write_bytes(saved)
 
 
+def test_a_package_whose_kernel_did_not_build_here_says_which_and_the_fix(packaged, tiny_llama_dir, home,
+                                                                            monkeypatch, capfd):
+    from luoxia.text.pipeline import TextModel
+
+    def loader_without_the_kernel(*args):  # what PyTorch raises for a package calling an unregistered op
+        raise RuntimeError("Could not find schema for luoxia::int8_matmul_vnni.")
+
+    monkeypatch.setenv("LUOXIA_HOME", str(home))
+    monkeypatch.setattr(torch._C._aoti, "AOTIModelPackageLoader", loader_without_the_kernel)
+    loaded = TextModel.load(str(tiny_llama_dir), quant="none", aot=True)
+    assert not loaded.load_info["aot"]
+    path = package_path(home / "weights" / packaged.sha256, "none")
+    note = capfd.readouterr().err
+    assert (f"the package calls the kernel luoxia::int8_matmul_vnni, which did not build here; delete {path} and run "
+            "with --aot to rebuild it without); decoding eagerly") in note
+    assert path.exists()  # nothing deleted behind the user's back
+
+
 def test_an_int4_package_shares_the_models_weights(tiny_llama_dir, tmp_path, monkeypatch):
     # Inductor's int4 lowering adds unnamed constants (the group size) that the loader must supply.
     from luoxia.text.pipeline import TextModel

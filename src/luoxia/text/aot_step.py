@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -309,6 +310,10 @@ def shared_constants(model: Transformer, names: list[str]) -> dict[str, torch.Te
     return constants
 
 
+class MissingKernelError(RuntimeError):
+    """A package calls one of luoxia's kernels that is not registered in this process (it did not build)."""
+
+
 class Package:
     """A loaded package, given `model`'s tensors as its constants, called with its flat tensors.
     PyTorch's loader is used directly: the wrapper `torch._inductor.aoti_load_package` imports Inductor
@@ -317,7 +322,14 @@ class Package:
     def __init__(self, path: Path, model: Transformer):
         decode_attention.KERNEL.load()  # the ops a package built with them calls must be registered first
         int8_matmul.load()
-        self.loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+        try:
+            self.loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+        except RuntimeError as e:  # PyTorch says "Could not find schema for luoxia::<op>."
+            missing = re.search(r"schema for (luoxia::\w+)", str(e))
+            if missing is None:
+                raise
+            raise MissingKernelError(f"the package calls the kernel {missing[1]}, which did not build here; "
+                                     f"delete {path} and run with --aot to rebuild it without") from e
         # user_managed: the package reads these tensors where they are (they live as long as `model`);
         # check_full_update: every constant not folded at load must be given.
         self.loader.load_constants(shared_constants(model, self.loader.get_constant_fqns()), use_inactive=False,
@@ -388,7 +400,8 @@ def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool 
         batch = Package(batch_path, model) if batch_path is not None and batch_path.exists() else None
         return AotDecodeStep(model, Package(path, model), batch)
     except Exception as e:  # noqa: BLE001 (no compiler, an unsupported op, a damaged package)
-        log(f"note: the ahead-of-time decode step is unavailable ({error_line(e)}); decoding eagerly")
+        why = str(e) if isinstance(e, MissingKernelError) else error_line(e)  # the whole path: the fix names it
+        log(f"note: the ahead-of-time decode step is unavailable ({why}); decoding eagerly")
         return None
 
 
