@@ -1,5 +1,5 @@
-"""The int8 kernels (AMX, AVX-512 VNNI) against `torch._int_mm`, w8a8 layers and exported steps that call them.
-Each test runs once per kernel this CPU has; the VNNI one is tested on AMX CPUs too."""
+"""The int8 kernels (AMX, AVX-512 VNNI, AVX-VNNI, AVX2) against `torch._int_mm`, w8a8 layers and exported steps
+that call them. Each test runs once per kernel this CPU has; on an AMX CPU all four are tested."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import torch
 from luoxia.text import int8_matmul
 from luoxia.text.int8_matmul import int8_product
 
-KERNELS = {"int8_matmul": (int8_matmul.KERNEL, int8_matmul.amx_missing),
-           "int8_matmul_vnni": (int8_matmul.VNNI_KERNEL, int8_matmul.vnni_missing)}
+KERNELS = {int8_matmul.OPS[kernel]: kernel for kernel in int8_matmul.KERNELS}
+AVX2_OPS = ("int8_matmul_avxvnni", "int8_matmul_avx2")  # one source: K a multiple of 32, N of 4
 
 
 @pytest.fixture(scope="module", params=list(KERNELS))
 def op_name(request) -> str:
-    kernel, missing = KERNELS[request.param]
+    kernel = KERNELS[request.param]
     if shutil.which("g++") is None:
         pytest.skip("no C++ compiler: int8 products use torch._int_mm")
-    if (reason := missing()) is not None:
+    if (reason := kernel.unusable()) is not None:
         pytest.skip(f"{reason}: no {kernel.what}")
     assert kernel.load(), kernel.failure()
     return request.param
@@ -34,7 +34,7 @@ def kernel(op_name):
 @pytest.fixture
 def only(op_name, monkeypatch):
     """int8_product with this kernel loaded and the other not."""
-    for name, (kernel, _) in KERNELS.items():
+    for name, kernel in KERNELS.items():
         monkeypatch.setattr(kernel, "loaded", name == op_name)
     return op_name
 
@@ -47,6 +47,8 @@ def integers(*shape: int) -> torch.Tensor:
     (16, 576, 960),     # SmolLM2's batch step: fused query/key/value
     (16, 576, 49152),   # its output projection
     (5, 1536, 576),     # fewer rows than a tile, the MLP's down projection
+    (3, 1536, 576),     # an odd count of rows (the AVX2 kernels take rows in pairs)
+    (4, 576, 3072),     # the most rows the AVX2 kernel multiplies itself (the AVX-VNNI one: 16)
     (37, 128, 208),     # three chunks of rows (the last partial), 13 blocks of columns (groups of 4 and 1)
     (1, 64, 16),        # one tile each way
     (32, 576, 3072),    # the most rows the VNNI kernel multiplies itself
@@ -70,15 +72,16 @@ def test_extremes_and_views(kernel):
     assert kernel(integers(0, 64), w).shape == (0, 32)
 
 
-def test_bad_input_is_refused(kernel):
+def test_bad_input_is_refused(kernel, op_name):
     with pytest.raises(RuntimeError, match="must be int8"):
         kernel(torch.zeros(2, 64), integers(16, 64))
     with pytest.raises(RuntimeError, match="same width"):
         kernel(integers(2, 64), integers(16, 128))
-    with pytest.raises(RuntimeError, match="multiple of 64, not 96"):
-        kernel(integers(2, 96), integers(16, 96))
-    with pytest.raises(RuntimeError, match="multiple of 16, not 24"):
-        kernel(integers(2, 64), integers(24, 64))
+    (width, width_unit), (columns, columns_unit) = ((80, 32), (22, 4)) if op_name in AVX2_OPS else ((96, 64), (24, 16))
+    with pytest.raises(RuntimeError, match=f"multiple of {width_unit}, not {width}"):
+        kernel(integers(2, width), integers(16, width))
+    with pytest.raises(RuntimeError, match=f"multiple of {columns_unit}, not {columns}"):
+        kernel(integers(2, 64), integers(columns, 64))
 
 
 def test_int8_product_takes_the_kernel_only_where_it_fits(only, monkeypatch):
@@ -98,16 +101,22 @@ def test_int8_product_takes_the_kernel_only_where_it_fits(only, monkeypatch):
     assert torch.equal(int8_product(q, w), torch._int_mm(q, w.t())) and len(calls) == 1
 
 
-def test_the_amx_kernel_is_preferred_and_vnni_is_loaded_only_without_amx(monkeypatch):
-    monkeypatch.setattr(int8_matmul.KERNEL, "load", lambda: True)
-    monkeypatch.setattr(int8_matmul.VNNI_KERNEL, "load", lambda: pytest.fail("VNNI built beside AMX"))
-    assert int8_matmul.load()
-    monkeypatch.setattr(int8_matmul.KERNEL, "load", lambda: False)
-    monkeypatch.setattr(int8_matmul, "amx_missing", lambda: "no AMX here")
-    monkeypatch.setattr(int8_matmul.VNNI_KERNEL, "load", lambda: True)
-    assert int8_matmul.load()
-    monkeypatch.setattr(int8_matmul, "amx_missing", lambda: None)  # AMX that failed to build: no VNNI either
-    assert not int8_matmul.load()
+@pytest.mark.parametrize(("cpu_has", "builds", "built"), [
+    ((True, True, True, True), True, "AMX int8 kernel"),  # an AMX Xeon: the others are not built
+    ((False, True, False, True), True, "AVX-512 VNNI int8 kernel"),  # Zen 4, Ice Lake
+    ((False, False, True, True), True, "AVX-VNNI int8 kernel"),  # Alder Lake and later laptops
+    ((False, False, False, True), True, "AVX2 int8 kernel"),  # Zen 2/3, older Intel
+    ((True, True, True, True), False, "AMX int8 kernel"),  # AMX that failed to build: not replaced by the next
+])
+def test_the_first_kernel_this_cpu_has_is_the_one_built(monkeypatch, cpu_has, builds, built):
+    tried = []
+    for kernel, has in zip(int8_matmul.KERNELS, cpu_has, strict=True):
+        monkeypatch.setattr(kernel, "unusable", lambda has=has: None if has else "not on this CPU")
+        monkeypatch.setattr(kernel, "load", lambda kernel=kernel: tried.append(kernel.what) or builds)
+    assert int8_matmul.load() == builds and tried == [built]
+    for kernel in int8_matmul.KERNELS:
+        monkeypatch.setattr(kernel, "unusable", lambda: "not on this CPU")
+    assert not int8_matmul.load()  # no x86 vector unit: torch._int_mm
 
 
 def test_a_w8a8_layer_gives_the_same_numbers_through_either_product(only, monkeypatch):
@@ -117,7 +126,7 @@ def test_a_w8a8_layer_gives_the_same_numbers_through_either_product(only, monkey
     layer = DynamicInt8Linear.from_float(torch.randn(96, 128), torch.randn(96), input_max=torch.rand(128) * 4)
     x = torch.randn(2, 7, 128)
     through_kernel = layer(x)
-    for kernel, _ in KERNELS.values():
+    for kernel in KERNELS.values():
         monkeypatch.setattr(kernel, "loaded", False)
     assert torch.equal(through_kernel, layer(x))
 

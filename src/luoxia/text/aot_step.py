@@ -77,8 +77,8 @@ MAX_TOKENS = 16  # the most tokens per row a call takes: a step, or a speculativ
 # get a second package for batches (`batch_rows`); 7: no transposed copies of the weights (`weights_stay_views`);
 # 8: attention through `text.decode_attention`'s kernel where it builds; 9: a bfloat16 model's caches are bfloat16;
 # 10: int8 products through `text.int8_matmul`'s AMX kernel where it builds; 11: through its AVX-512 VNNI kernel
-# on CPUs without AMX.
-PACKAGE_FORMAT = 11
+# on CPUs without AMX; 12: through its AVX-VNNI or AVX2 kernel on CPUs without AVX-512 VNNI.
+PACKAGE_FORMAT = 12
 # How far a new package's logits may be from the eager step's, as a fraction of the eager logits' range:
 # the package keeps float32 between fused operations where the eager bfloat16 model rounds (SmolLM2 int4 on
 # text: 0.018). The check feeds random tokens, whose odd activations int8 products round far more: SmolLM2

@@ -1,6 +1,7 @@
-"""`torch.ops.luoxia.int8_matmul` and `int8_matmul_vnni`: the int8 products of w8a8 layers
-(`quant.DynamicInt8Linear`) through small C++ kernels used in place of `torch._int_mm`: on the CPU's AMX tile
-unit where it has one (int8_matmul.cpp), else with AVX-512 VNNI (int8_matmul_vnni.cpp).
+"""`torch.ops.luoxia.int8_matmul`, `int8_matmul_vnni`, `int8_matmul_avxvnni` and `int8_matmul_avx2`: the int8
+products of w8a8 layers (`quant.DynamicInt8Linear`) through small C++ kernels used in place of `torch._int_mm`: on
+the CPU's AMX tile unit where it has one (int8_matmul.cpp), else with AVX-512 VNNI (int8_matmul_vnni.cpp), else
+with AVX-VNNI or plain AVX2 (int8_matmul_avx2.cpp, built once for each), the first this CPU has.
 
 A batch of 16 rows decodes through int8 products (`quant.takes_the_copy`), and PyTorch's `_int_mm` goes
 through oneDNN's older GEMM interface, which uses AVX-512 VNNI even on a CPU with AMX: on this project's 2-core
@@ -20,6 +21,18 @@ and luoxia kept off AMX that way (`ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`, AMX rem
 reads), the default decoded 16 prompts at 1009.5, 979.1 and 969.8 tokens/s against 731.1, 685.8 and 677.7 without
 the kernel (three alternating pairs of `--variants int4+aot --skip-cold` runs), 7.35x, 7.34x and 7.26x its batch 1
 against 4.76x, 5.41x and 5.36x.
+
+Without AVX-512 (most laptops: Intel's since Alder Lake have AVX-VNNI, AMD's before Zen 4 plain AVX2), oneDNN's
+int8 GEMM is slow at few rows: a one-row step's products took 24 ms, where reading their 134 MB needs about 7. The
+AVX2 kernel takes each block of 4 weight rows once from memory and multiplies it by every activation row as dot
+products along k, with VPDPBUSD on AVX-VNNI and on plain AVX2 with VPMADDWD after widening to int16 (exact, where
+VPMADDUBSW would saturate). On this project's Xeon kept to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2_VNNI`, PyTorch's
+`ATEN_CPU_CAPABILITY=avx2`, AVX-512 and AMX removed from the CPU flags luoxia reads and from the compiler's
+`-march=native`): one row 7.8 ms through the AVX-VNNI build and 11.3 through the AVX2 one, against 24 (the
+49152×576 output projection 0.55 and 0.78 against 2.6 ms); 16 rows 20.0 against 29.6 ms (AVX-VNNI), and the plain
+AVX2 build no faster than `_int_mm` from 8 rows, so the two hand more than 16 and 4 rows to it. The default (int4)
+then decoded 83.7 tokens/s against 61.0 before, beside llama.cpp built for AVX2 with AVX-VNNI at 84.3 and 87.2;
+w8a8 97.9 against 38.2 (`benchmarks/text_decode.py --variants int4+aot,w8a8+aot --skip-cold`).
 
 The sums are integers, so the result is exactly `_int_mm`'s: eager forwards may take them too, and the
 reference comparisons are unchanged. Each kernel is built once per machine like the decode attention kernel
@@ -57,6 +70,20 @@ def vnni_missing() -> str | None:
     return None
 
 
+def avx2_missing() -> str | None:
+    """Why the AVX2 kernels do not apply here, or None: they are for x86 CPUs without AVX-512 VNNI."""
+    if "avx2" not in cpu_flags():
+        return "this CPU has no AVX2 (or no /proc/cpuinfo that says so)"
+    return None
+
+
+def avx_vnni_missing() -> str | None:
+    """Why the AVX-VNNI build of the AVX2 kernel does not apply here, or None."""
+    if "avx_vnni" not in cpu_flags():
+        return "this CPU has no AVX-VNNI (or no /proc/cpuinfo that says so)"
+    return avx2_missing()
+
+
 def _register_fake(op: str) -> Callable[[], None]:
     def register() -> None:
         @torch.library.register_fake(f"luoxia::{op}")
@@ -87,11 +114,30 @@ VNNI_KERNEL = CppKernel(Path(__file__).with_name("int8_matmul_vnni.cpp"), "AVX-5
                         flags=lambda: [*capability_flags(), "-mavx512vnni"], unusable=vnni_missing,
                         check=_check("int8_matmul_vnni"), headers=HEADERS)
 
+# One source, two builds: with AVX-VNNI's byte products where the CPU has them (op int8_matmul_avxvnni), and
+# with plain AVX2's (int8_matmul_avx2).
+AVX_VNNI_KERNEL = CppKernel(Path(__file__).with_name("int8_matmul_avx2.cpp"), "AVX-VNNI int8 kernel",
+                            "int8 products use torch._int_mm", _register_fake("int8_matmul_avxvnni"),
+                            flags=lambda: ["-mavx2", "-mfma", "-mavxvnni"], unusable=avx_vnni_missing,
+                            check=_check("int8_matmul_avxvnni"))
+AVX2_KERNEL = CppKernel(Path(__file__).with_name("int8_matmul_avx2.cpp"), "AVX2 int8 kernel",
+                        "int8 products use torch._int_mm", _register_fake("int8_matmul_avx2"),
+                        flags=lambda: ["-mavx2", "-mfma", "-mno-avxvnni"], unusable=avx2_missing,
+                        check=_check("int8_matmul_avx2"))
+# In order of preference: the first that applies to this CPU (`unusable`) is the one loaded.
+KERNELS = (KERNEL, VNNI_KERNEL, AVX_VNNI_KERNEL, AVX2_KERNEL)
+OPS = {KERNEL: "int8_matmul", VNNI_KERNEL: "int8_matmul_vnni", AVX_VNNI_KERNEL: "int8_matmul_avxvnni",
+       AVX2_KERNEL: "int8_matmul_avx2"}
+
 
 def load() -> bool:
-    """Build (once per machine) and register this CPU's kernel: AMX where it has AMX int8, else AVX-512 VNNI
-    where it has that; False where neither applies or builds (`int8_product` then uses `torch._int_mm`)."""
-    return KERNEL.load() or (amx_missing() is not None and VNNI_KERNEL.load())
+    """Build (once per machine) and register this CPU's kernel: the first of AMX, AVX-512 VNNI, AVX-VNNI and
+    AVX2 this CPU has; False where none applies or it does not build (`int8_product` then uses `torch._int_mm`).
+    A kernel that applies but fails to build is not replaced by the next: that would hide the failure."""
+    for kernel in KERNELS:
+        if kernel.unusable() is None:
+            return kernel.load()
+    return False
 
 
 def supports(width: int, columns: int) -> bool:
@@ -103,8 +149,7 @@ def int8_product(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """q (M, K) · weightᵀ (weight (N, K), both int8) in int32: through the kernel where it is loaded and takes
     these shapes, else `torch._int_mm`; the same integers either way."""
     if q.device.type == "cpu" and supports(weight.shape[1], weight.shape[0]):
-        if KERNEL.loaded:
-            return torch.ops.luoxia.int8_matmul(q, weight)
-        if VNNI_KERNEL.loaded:  # hands products of more than 32 rows to torch._int_mm itself
-            return torch.ops.luoxia.int8_matmul_vnni(q, weight)
+        for kernel in KERNELS:  # the one loaded (the VNNI and AVX2 ones hand many rows to torch._int_mm themselves)
+            if kernel.loaded:
+                return getattr(torch.ops.luoxia, OPS[kernel])(q, weight)
     return torch._int_mm(q, weight.t())
