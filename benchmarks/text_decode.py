@@ -95,9 +95,19 @@ VARIANTS = {"float32": dict(dtype="float32", quant="none", **EAGER),
             "w8a8": dict(quant="w8a8", **EAGER), "int4+compile": dict(quant="int4", compile=True),
             "int8+compile": dict(quant="int8", compile=True), "w8a8+compile": dict(quant="w8a8", compile=True),
             "int4+aot": dict(quant="int4", aot=True), "w8a8+aot": dict(quant="w8a8", aot=True)}
-# What a user runs on the CPU for a Q4_1 GGUF once `make demo` (or any --aot run) has built the step: int4
-# through the ahead-of-time package. Before that build the default is the eager int4 row.
-DEFAULT_VARIANT = "int4+aot"
+
+DEFAULT_ROWS = ("float32", "int8", "int4", "w8a8", "int4+compile", "w8a8+compile", "int4+aot")
+
+
+def default_variant() -> str:
+    """What a user runs on this CPU for a Q4_1 GGUF once `make demo` (or any --aot run) has built the step:
+    `quant.choose_quant`'s pick (int4; w8a8 where int8 products are faster, AVX-VNNI without AVX-512) through the
+    ahead-of-time package. Before that build the default is its eager row."""
+    import torch
+
+    from luoxia.text.quant import choose_quant
+
+    return f"{choose_quant(None, 'Q4_1', torch.device('cpu'))}+aot"
 
 
 # --- one generation per engine: (prefill s, decode s, new token ids) ----------------------------
@@ -534,9 +544,9 @@ def bench(args: argparse.Namespace) -> dict:
             rows[f"luoxia {variant}"].update(cold_and_warm(OURS, args, ids, args.model, work, warm_home,
                                                            cold="+aot" not in variant, variant=variant))
         rows["transformers float32"].update(cold_and_warm(HF, args, ids, str(path), work, None))
-        if f"luoxia {DEFAULT_VARIANT}" in rows and Path(sys.executable).with_name("luoxia").exists():
-            rows[f"luoxia {DEFAULT_VARIANT}"].update(cli_first_output(args, warm_home))
-            rows[f"luoxia {DEFAULT_VARIANT}"].update(chat_prompt_line(args, warm_home))
+        if f"luoxia {default_variant()}" in rows and Path(sys.executable).with_name("luoxia").exists():
+            rows[f"luoxia {default_variant()}"].update(cli_first_output(args, warm_home))
+            rows[f"luoxia {default_variant()}"].update(chat_prompt_line(args, warm_home))
 
         if "llama.cpp Q4_1" in rows:
             rows["llama.cpp Q4_1"].update(cold_and_warm(LLAMA, args, ids, str(path), work, None, python=llama_python))
@@ -552,7 +562,7 @@ def bench(args: argparse.Namespace) -> dict:
                      "decode_best": r["decode_best_tok_s"] / hf_row["decode_best_tok_s"],
                      "prefill_best": r["prefill_best_tok_s"] / hf_row["prefill_best_tok_s"]}
               for name, r in rows.items() if name != "transformers float32"}
-    default = f"luoxia {DEFAULT_VARIANT}" if f"luoxia {DEFAULT_VARIANT}" in rows else f"luoxia {args.variants[0]}"
+    default = f"luoxia {default_variant()}" if f"luoxia {default_variant()}" in rows else f"luoxia {args.variants[0]}"
     ours_row = rows[default]
     fastest = max((n for n in rows if n.startswith("luoxia ")), key=lambda n: rows[n]["decode_tok_s"])
     targets = {"decode_ratio": {"target": TARGET_DECODE_RATIO, "value": ratios[default]["decode"], "row": default,
@@ -665,10 +675,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed runs (and warm processes) per engine (default 3)")
     p.add_argument("--new-tokens", type=int, default=128, help="tokens to generate per run (default 128)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all CPUs)")
-    p.add_argument("--variants", type=lambda s: s.split(","),
-                   default=["float32", "int8", "int4", "w8a8", "int4+compile", "w8a8+compile", "int4+aot"],
-                   help=f"our rows, comma-separated, from {', '.join(VARIANTS)} (default float32,int8,int4,"
-                        "w8a8,int4+compile,w8a8+compile,int4+aot)")
+    p.add_argument("--variants", type=lambda s: s.split(","), default=None,
+                   help=f"our rows, comma-separated, from {', '.join(VARIANTS)} (default {','.join(DEFAULT_ROWS)}, "
+                        "and w8a8+aot where that is the default)")
     p.add_argument("--variant", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--skip-cold", action="store_true", help="skip the cold-start processes (slow)")
     p.add_argument("--skip-batch", action="store_true", help=f"skip the batch-{BATCH} decode of the int rows")
@@ -680,6 +689,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ids", help=argparse.SUPPRESS)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.variants is None:
+        args.variants = list(DEFAULT_ROWS)
+        if not args.child and default_variant() not in DEFAULT_ROWS:
+            args.variants.append(default_variant())
     if args.repeats < 1 or args.new_tokens < 2 or args.batch_tokens < 2 or args.threads < 1:
         p.error("--repeats and --threads must be >= 1, --new-tokens and --batch-tokens >= 2")
     if not args.variants or set(args.variants) - set(VARIANTS):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from luoxia.core.errors import InvalidParameterError
-from luoxia.text import quant
+from luoxia.text import int8_matmul, quant
 from luoxia.text.quant import DynamicInt8Linear, Int4Linear, Int8Linear, choose_quant, input_maxima, quantize
 
 HELD_OUT = Path("/usr/share/common-licenses/GPL-3")  # long English prose that ships with Debian
@@ -148,7 +148,8 @@ def test_quantize_picks_layers(tiny_llama_dir):
     assert isinstance(model.output, Int8Linear) and isinstance(model.layers[0].attention.wqkv, Int8Linear)
 
 
-def test_choose_quant_keeps_the_source_precision():
+def test_choose_quant_keeps_the_source_precision(monkeypatch):
+    monkeypatch.setattr(quant, "int8_beats_int4", lambda: False)  # an AVX-512 CPU, or one with plain AVX2
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert choose_quant("auto", "Q4_1", cpu) == "int4"
     assert choose_quant(None, "Q4_K", cpu) == "int4"
@@ -164,6 +165,16 @@ def test_choose_quant_keeps_the_source_precision():
         choose_quant("int4", "Q4_1", gpu)
     with pytest.raises(InvalidParameterError, match="unknown quantization"):
         choose_quant("int3", "Q4_1", cpu)
+
+
+def test_a_4bit_source_runs_as_w8a8_where_int8_products_are_faster(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(int8_matmul, "this_cpus_kernel", lambda: int8_matmul.AVX_VNNI_KERNEL)  # a laptop
+    assert choose_quant("auto", "Q4_1", cpu) == "w8a8"
+    assert choose_quant("auto", "Q8_0", cpu) == "int8" and choose_quant("int4", "Q4_1", cpu) == "int4"
+    for kernel in (int8_matmul.KERNEL, int8_matmul.VNNI_KERNEL, int8_matmul.AVX2_KERNEL, None):
+        monkeypatch.setattr(int8_matmul, "this_cpus_kernel", lambda kernel=kernel: kernel)
+        assert choose_quant("auto", "Q4_1", cpu) == "int4"
 
 
 def perplexity(model, ids: torch.Tensor) -> float:

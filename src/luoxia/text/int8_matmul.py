@@ -24,19 +24,20 @@ against 4.76x, 5.41x and 5.36x.
 
 Without AVX-512 (most laptops: Intel's since Alder Lake have AVX-VNNI, AMD's before Zen 4 plain AVX2), oneDNN's
 int8 GEMM is slow at few rows: a one-row step's products took 24 ms, where reading their 134 MB needs about 7. The
-AVX2 kernel takes each block of 4 weight rows once from memory and multiplies it by every activation row as dot
-products along k, with VPDPBUSD on AVX-VNNI and on plain AVX2 with VPMADDWD after widening to int16 (exact, where
-VPMADDUBSW would saturate). On this project's Xeon kept to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2_VNNI`, PyTorch's
-`ATEN_CPU_CAPABILITY=avx2`, AVX-512 and AMX removed from the CPU flags luoxia reads and from the compiler's
-`-march=native`): one row 7.8 ms through the AVX-VNNI build and 11.3 through the AVX2 one, against 24 (the
-49152×576 output projection 0.55 and 0.78 against 2.6 ms); 16 rows 20.0 against 29.6 ms (AVX-VNNI), and the plain
-AVX2 build no faster than `_int_mm` from 8 rows, so the two hand more than 16 and 4 rows to it. The default (int4)
-then decoded 83.7 tokens/s against 61.0 before, beside llama.cpp built for AVX2 with AVX-VNNI at 84.3 and 87.2;
-w8a8 97.9 against 38.2 (`benchmarks/text_decode.py --variants int4+aot,w8a8+aot --skip-cold`).
+AVX2 kernel takes each block of 4 weight rows once from memory, asking for the block two on as it goes, and
+multiplies it by every activation row as dot products along k: with VPDPBUSD on AVX-VNNI, and on plain AVX2 with
+VPMADDWD after widening to int16 (exact, where VPMADDUBSW would saturate). On this project's Xeon kept to AVX2
+(`benchmarks/as_laptop_cpu.sh`: PyTorch, oneDNN, the CPU flags luoxia reads and the compilers), a step's products
+at one row in 6.3 ms through either build against 24 (the 49152×576 output projection 0.54 against 2.6 ms); at
+16 rows 13.0 (AVX-VNNI) against 29.5, where the plain AVX2 build gains only 1.1x and loses beyond, so they hand
+more than 32 and 16 rows to `_int_mm`. With AVX-VNNI the w8a8 model then decodes one prompt faster than int4
+(109.3 against 82.6 tokens/s, llama.cpp built alike 81.4), so there a 4-bit file runs as w8a8
+(`quant.int8_beats_int4`): 16 prompts at 663.0, 6.06x; before the kernel int4 decoded at 61.0 and w8a8 at 38.2
+(`benchmarks/text_decode.py --variants int4,w8a8,int4+aot,w8a8+aot --skip-cold` through `as_laptop_cpu.sh`).
 
 The sums are integers, so the result is exactly `_int_mm`'s: eager forwards may take them too, and the
 reference comparisons are unchanged. Each kernel is built once per machine like the decode attention kernel
-(`core.cpp_kernel`), only on CPUs with its instructions (the VNNI one only where AMX is missing), and checked
+(`core.cpp_kernel`), only on CPUs with its instructions (the first of the four this CPU has), and checked
 against PyTorch's integer product when loaded."""
 
 from __future__ import annotations
@@ -130,14 +131,17 @@ OPS = {KERNEL: "int8_matmul", VNNI_KERNEL: "int8_matmul_vnni", AVX_VNNI_KERNEL: 
        AVX2_KERNEL: "int8_matmul_avx2"}
 
 
+def this_cpus_kernel() -> CppKernel | None:
+    """The kernel for this CPU: the first of AMX, AVX-512 VNNI, AVX-VNNI and AVX2 it has (None: none)."""
+    return next((kernel for kernel in KERNELS if kernel.unusable() is None), None)
+
+
 def load() -> bool:
-    """Build (once per machine) and register this CPU's kernel: the first of AMX, AVX-512 VNNI, AVX-VNNI and
-    AVX2 this CPU has; False where none applies or it does not build (`int8_product` then uses `torch._int_mm`).
-    A kernel that applies but fails to build is not replaced by the next: that would hide the failure."""
-    for kernel in KERNELS:
-        if kernel.unusable() is None:
-            return kernel.load()
-    return False
+    """Build (once per machine) and register this CPU's kernel (`this_cpus_kernel`); False where none applies or
+    it does not build (`int8_product` then uses `torch._int_mm`). A kernel that applies but fails to build is not
+    replaced by the next: that would hide the failure."""
+    kernel = this_cpus_kernel()
+    return kernel is not None and kernel.load()
 
 
 def supports(width: int, columns: int) -> bool:

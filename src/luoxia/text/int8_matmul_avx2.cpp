@@ -8,7 +8,9 @@
 // VPDPBUSD multiplies 32 unsigned weight bytes (each + 128, taken back as 128 × the activation row's sum) by 32
 // signed activation bytes and adds each 4 neighbours into 8 int32 lanes. Plain AVX2 has no exact byte product
 // (VPMADDUBSW saturates), so the activations are widened to int16 once, the weights 16 at a time as they are read,
-// and VPMADDWD adds each pair of products. The lanes of each sum are added up once, at the end of the row.
+// and VPMADDWD adds each pair of products. The lanes of each sum are added up once, at the end of the row. The
+// first pass over a block asks the cache for the block two on, a line or two a step, so that reading the weights
+// from memory overlaps the arithmetic (one row's products 7.3 → 6.3 ms a step, 16 rows' 17.0 → 13.0, AVX-VNNI).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -21,10 +23,11 @@
 namespace {
 
 constexpr int64_t WEIGHT_ROWS = 4;  // weight rows multiplied together: a block
+constexpr int64_t PREFETCH_AHEAD = 2;  // blocks between the one multiplied and the one asked for
 // Products of more rows go to torch._int_mm, whose blocking pays off there (benchmarks/int8_matmul.py).
 #ifdef __AVXVNNI__
 constexpr const char* NAME = "int8_matmul_avxvnni";
-constexpr int64_t MOST_ROWS = 16;
+constexpr int64_t MOST_ROWS = 32;
 using Activation = int8_t;
 constexpr int64_t STEP = 32;  // elements of k a multiply-add takes
 constexpr int32_t OFFSET = 128;
@@ -33,12 +36,14 @@ inline __m256i weights_at(const int8_t* w) {  // 32 weights as unsigned bytes: x
   return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)),
                           _mm256_set1_epi8(static_cast<char>(0x80)));
 }
-inline __m256i multiply_add(__m256i sum, __m256i w, const Activation* x) {
-  return _mm256_dpbusd_avx_epi32(sum, w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+// Written as assembly: GCC 12 copies the sum around the intrinsic's result, and spills it, on every step.
+inline __m256i multiply_add(__m256i sum, __m256i w, __m256i x) {
+  asm("%{vex%} vpdpbusd %2, %1, %0" : "+x"(sum) : "x"(w), "x"(x));
+  return sum;
 }
 #else
 constexpr const char* NAME = "int8_matmul_avx2";
-constexpr int64_t MOST_ROWS = 4;
+constexpr int64_t MOST_ROWS = 16;
 using Activation = int16_t;
 constexpr int64_t STEP = 16;
 constexpr int32_t OFFSET = 0;
@@ -46,9 +51,7 @@ constexpr int32_t OFFSET = 0;
 inline __m256i weights_at(const int8_t* w) {  // 16 weights widened to int16
   return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
 }
-inline __m256i multiply_add(__m256i sum, __m256i w, const Activation* x) {
-  return _mm256_add_epi32(sum, _mm256_madd_epi16(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))));
-}
+inline __m256i multiply_add(__m256i sum, __m256i w, __m256i x) { return _mm256_add_epi32(sum, _mm256_madd_epi16(w, x)); }
 #endif
 
 // The 8 lanes of each of s[0..4) added up: {Σ s[0], Σ s[1], Σ s[2], Σ s[3]}.
@@ -60,15 +63,21 @@ inline __m128i add_lanes(const __m256i s[WEIGHT_ROWS]) {
 // ROWS activation rows (x, K apart, with 128 × their sums in `offsets`) times 4 weight rows (w, K apart), into
 // out[r][0..4) (rows N apart).
 template <int ROWS>
-void multiply(const int8_t* w, int64_t K, const Activation* x, const int32_t* offsets, int32_t* out, int64_t N) {
+void multiply(const int8_t* w, int64_t K, const Activation* x, const int32_t* offsets, int32_t* out, int64_t N,
+              const int8_t* ahead) {
   __m256i sums[ROWS][WEIGHT_ROWS];
   for (int r = 0; r < ROWS; ++r)
     for (int j = 0; j < WEIGHT_ROWS; ++j) sums[r][j] = _mm256_setzero_si256();
   for (int64_t k = 0; k < K; k += STEP) {
     __m256i weights[WEIGHT_ROWS];
     for (int j = 0; j < WEIGHT_ROWS; ++j) weights[j] = weights_at(w + j * K + k);
-    for (int r = 0; r < ROWS; ++r)
-      for (int j = 0; j < WEIGHT_ROWS; ++j) sums[r][j] = multiply_add(sums[r][j], weights[j], x + r * K + k);
+    if (ahead != nullptr)  // a block is WEIGHT_ROWS * K contiguous bytes: WEIGHT_ROWS * STEP of them a step
+      for (int64_t line = 0; line < WEIGHT_ROWS * STEP; line += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + WEIGHT_ROWS * k + line), _MM_HINT_T1);
+    for (int r = 0; r < ROWS; ++r) {  // loaded once for the 4 weight rows: loads, not arithmetic, bound this loop
+      const __m256i activations = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + r * K + k));
+      for (int j = 0; j < WEIGHT_ROWS; ++j) sums[r][j] = multiply_add(sums[r][j], weights[j], activations);
+    }
   }
   for (int r = 0; r < ROWS; ++r) {
     const __m128i dots = _mm_sub_epi32(add_lanes(sums[r]), _mm_set1_epi32(offsets[r]));
@@ -100,10 +109,14 @@ at::Tensor int8_matmul_avx2(const at::Tensor& q, const at::Tensor& w) {
   at::parallel_for(0, N / WEIGHT_ROWS, 16, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const int8_t* block = weights + b * WEIGHT_ROWS * K;
+      const int8_t* ahead = weights + std::min(b + PREFETCH_AHEAD, N / WEIGHT_ROWS - 1) * WEIGHT_ROWS * K;
       int64_t m = 0;
-      for (; m + 2 <= M; m += 2)
-        multiply<2>(block, K, x.data() + m * K, offsets.data() + m, result + m * N + b * WEIGHT_ROWS, N);
-      if (m < M) multiply<1>(block, K, x.data() + m * K, offsets.data() + m, result + m * N + b * WEIGHT_ROWS, N);
+      for (; m + 2 <= M; m += 2)  // the first pass asks for the block ahead; the others find this one in L1
+        multiply<2>(block, K, x.data() + m * K, offsets.data() + m, result + m * N + b * WEIGHT_ROWS, N,
+                    m == 0 ? ahead : nullptr);
+      if (m < M)
+        multiply<1>(block, K, x.data() + m * K, offsets.data() + m, result + m * N + b * WEIGHT_ROWS, N,
+                    m == 0 ? ahead : nullptr);
     }
   });
   return out;

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from luoxia.core.errors import InvalidParameterError
+from luoxia.text import int8_matmul
 from luoxia.text.int8_matmul import int8_product
 
 Quant = Literal["none", "int8", "int4", "w8a8"]
@@ -222,17 +223,28 @@ def input_maxima(model: nn.Module, token_ids: list[int]) -> dict[str, torch.Tens
     return maxima
 
 
+def int8_beats_int4() -> bool:
+    """Whether w8a8 decodes one prompt faster than int4 on this CPU: where int8 products take AVX-VNNI and
+    PyTorch's int4 kernel has no AVX-512 (Intel laptops since Alder Lake). On the project's Xeon kept to AVX2 and
+    AVX-VNNI, through the packaged step, 109.3 against 82.6 tokens/s, perplexity 1.024 against 1.023 of float32's
+    (`text.int8_matmul` notes); with plain AVX2 the int8 products are slower and int4 stays."""
+    return int8_matmul.this_cpus_kernel() is int8_matmul.AVX_VNNI_KERNEL
+
+
 def choose_quant(requested: str | None, source_dtype: str, device: torch.device, compile: bool = False) -> Quant:
     """"auto" (or None): keep the source's own precision on the CPU — int4 for a 4-bit GGUF, int8 for an
     8-bit one, none (float) otherwise and on GPUs. Compiled, a quantized source runs as w8a8 instead:
     compiled, it decodes one prompt 5-13% faster than int4, prefills 1.6x and batches 2x faster
-    (benchmarks/text_decode.py), within 1.4% of float32's perplexity."""
+    (benchmarks/text_decode.py), within 1.4% of float32's perplexity. So does a 4-bit source on a CPU where
+    int8 products are the faster (`int8_beats_int4`)."""
     if requested not in (None, "auto", *QUANTS):
         raise InvalidParameterError(f"unknown quantization {requested!r}; choose auto, {', '.join(QUANTS)}")
     if requested in (None, "auto"):
         if device.type != "cpu":
             return "none"
         if compile and source_dtype in FOUR_BIT_SOURCES | EIGHT_BIT_SOURCES:
+            return "w8a8"
+        if source_dtype in FOUR_BIT_SOURCES and int8_beats_int4():
             return "w8a8"
         return "int4" if source_dtype in FOUR_BIT_SOURCES else "int8" if source_dtype in EIGHT_BIT_SOURCES else "none"
     if requested != "none" and device.type != "cpu":
