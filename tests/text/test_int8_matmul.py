@@ -3,7 +3,10 @@ that call them. Each test runs once per kernel this CPU has; on an AMX CPU all f
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -70,6 +73,29 @@ def test_extremes_and_views(kernel):
     w = integers(32, 64)
     assert torch.equal(kernel(q, w), q.int() @ w.int().t())
     assert kernel(integers(0, 64), w).shape == (0, 32)
+
+
+def test_without_vnni_the_avx2_kernel_keeps_every_product_exact():
+    """oneDNN's AVX2 int8 GEMM (VPMADDUBSW) saturates, so the plain AVX2 build never hands rows to `_int_mm`."""
+    if shutil.which("g++") is None or int8_matmul.avx2_missing() is not None:
+        pytest.skip("no C++ compiler or no AVX2")
+    assert int8_matmul.AVX2_KERNEL.load(), int8_matmul.AVX2_KERNEL.failure()  # built here, found by the child
+    code = """
+import torch
+from luoxia.text import int8_matmul
+assert int8_matmul.AVX2_KERNEL.load(), int8_matmul.AVX2_KERNEL.failure()
+torch.manual_seed(0)
+q, w = torch.randint(-128, 128, (40, 128), dtype=torch.int8), torch.randint(-128, 128, (64, 128), dtype=torch.int8)
+exact = q.int() @ w.int().t()
+ours = torch.ops.luoxia.int8_matmul_avx2(q, w)
+print(int(torch.equal(torch._int_mm(q, w.t()), exact)), int(torch.equal(ours, exact)))
+"""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}  # read when torch loads: a process of its own
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    int_mm_exact, kernel_exact = run.stdout.split()
+    assert kernel_exact == "1"
+    assert int_mm_exact == "0"  # the saturation this guards against (fails if a oneDNN release fixes it)
 
 
 def test_bad_input_is_refused(kernel, op_name):

@@ -169,10 +169,18 @@ def test_choose_quant_keeps_the_source_precision(monkeypatch):
 
 def test_a_4bit_source_runs_as_w8a8_where_int8_products_are_faster(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(int8_matmul, "this_cpus_kernel", lambda: int8_matmul.AVX_VNNI_KERNEL)  # a laptop
-    assert choose_quant("auto", "Q4_1", cpu) == "w8a8"
-    assert choose_quant("auto", "Q8_0", cpu) == "int8" and choose_quant("int4", "Q4_1", cpu) == "int4"
-    for kernel in (int8_matmul.KERNEL, int8_matmul.VNNI_KERNEL, int8_matmul.AVX2_KERNEL, None):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # a laptop
+    for kernel in (int8_matmul.AVX_VNNI_KERNEL, int8_matmul.AVX2_KERNEL):
+        monkeypatch.setattr(kernel, "load", lambda: True)
+        monkeypatch.setattr(int8_matmul, "this_cpus_kernel", lambda kernel=kernel: kernel)
+        assert choose_quant("auto", "Q4_1", cpu) == "w8a8"
+        assert choose_quant("auto", "Q8_0", cpu) == "int8" and choose_quant("int4", "Q4_1", cpu) == "int4"
+        monkeypatch.setattr(kernel, "load", lambda: False)  # no C++ compiler: oneDNN's slow products
+        assert choose_quant("auto", "Q4_1", cpu) == "int4"
+    monkeypatch.setattr(int8_matmul, "this_cpus_kernel", lambda: None)  # no x86 vector kernel applies
+    assert choose_quant("auto", "Q4_1", cpu) == "int4"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")  # the int4 kernel's fast path
+    for kernel in int8_matmul.KERNELS:
         monkeypatch.setattr(int8_matmul, "this_cpus_kernel", lambda kernel=kernel: kernel)
         assert choose_quant("auto", "Q4_1", cpu) == "int4"
 

@@ -29,13 +29,17 @@ multiplies it by every activation row as dot products along k: with VPDPBUSD on 
 VPMADDWD after widening to int16 (exact, where VPMADDUBSW would saturate). On this project's Xeon kept to AVX2
 (`benchmarks/as_laptop_cpu.sh`: PyTorch, oneDNN, the CPU flags luoxia reads and the compilers), a step's products
 at one row in 6.3 ms through either build against 24 (the 49152×576 output projection 0.54 against 2.6 ms); at
-16 rows 13.0 (AVX-VNNI) against 29.5, where the plain AVX2 build gains only 1.1x and loses beyond, so they hand
-more than 32 and 16 rows to `_int_mm`. With AVX-VNNI the w8a8 model then decodes one prompt faster than int4
-(109.3 against 82.6 tokens/s, llama.cpp built alike 81.4), so there a 4-bit file runs as w8a8
-(`quant.int8_beats_int4`): 16 prompts at 663.0, 6.06x; before the kernel int4 decoded at 61.0 and w8a8 at 38.2
+16 rows 13.0 (AVX-VNNI) against 29.5; the AVX-VNNI build hands more than 32 rows to `_int_mm`. The plain AVX2 build
+keeps every product, however many rows: there oneDNN multiplies bytes with VPMADDUBSW, whose int16 sums saturate,
+and most of `_int_mm`'s sums are wrong (all of them for random int8 operands, 40% with activations within ±20;
+`ONEDNN_MAX_CPU_ISA=AVX2`): the int4 model's perplexity was 1.138 / 1.200 of float32's through it, 1.023 / 0.997
+through the kernel. The w8a8 model then decodes one prompt faster than int4 (with AVX-VNNI 109.3 against 82.6
+tokens/s, llama.cpp built alike 81.4; plain AVX2 111.3 against 87.7 and 83.5), so there a 4-bit file runs as w8a8
+(`quant.int8_beats_int4`). 16 prompts: 663.0 tokens/s (6.06x) with AVX-VNNI, 463.1 (4.16x) with plain AVX2, whose
+int16 products run at half the rate. Before the kernel, with AVX-VNNI, int4 decoded at 61.0 and w8a8 at 38.2
 (`benchmarks/text_decode.py --variants int4,w8a8,int4+aot,w8a8+aot --skip-cold` through `as_laptop_cpu.sh`).
 
-The sums are integers, so the result is exactly `_int_mm`'s: eager forwards may take them too, and the
+The sums are exact integers, `_int_mm`'s where oneDNN's are exact: eager forwards may take them too, and the
 reference comparisons are unchanged. Each kernel is built once per machine like the decode attention kernel
 (`core.cpp_kernel`), only on CPUs with its instructions (the first of the four this CPU has), and checked
 against PyTorch's integer product when loaded."""

@@ -17,6 +17,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,9 @@ namespace {
 
 constexpr int64_t WEIGHT_ROWS = 4;  // weight rows multiplied together: a block
 constexpr int64_t PREFETCH_AHEAD = 2;  // blocks between the one multiplied and the one asked for
-// Products of more rows go to torch._int_mm, whose blocking pays off there (benchmarks/int8_matmul.py).
+// With AVX-VNNI, products of more rows go to torch._int_mm, whose blocking pays off there (benchmarks/int8_matmul.py).
+// Without it they stay here: oneDNN's AVX2 path multiplies bytes with VPMADDUBSW, whose int16 sums saturate, and
+// gets most sums wrong (all of them for random int8 operands, 40% with activations within ±20).
 #ifdef __AVXVNNI__
 constexpr const char* NAME = "int8_matmul_avxvnni";
 constexpr int64_t MOST_ROWS = 32;
@@ -43,7 +46,7 @@ inline __m256i multiply_add(__m256i sum, __m256i w, __m256i x) {
 }
 #else
 constexpr const char* NAME = "int8_matmul_avx2";
-constexpr int64_t MOST_ROWS = 16;
+constexpr int64_t MOST_ROWS = INT64_MAX;
 using Activation = int16_t;
 constexpr int64_t STEP = 16;
 constexpr int32_t OFFSET = 0;
