@@ -155,9 +155,10 @@ def supports(width: int, columns: int) -> bool:
 
 def int8_product(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """q (M, K) · weightᵀ (weight (N, K), both int8) in int32: through the kernel where it is loaded and takes
-    these shapes, else `torch._int_mm`; the same integers either way."""
+    these shapes, else `torch._int_mm`; the same integers either way, except on a CPU without VNNI, where
+    `_int_mm`'s sums saturate (module notes)."""
     if q.device.type == "cpu" and supports(weight.shape[1], weight.shape[0]):
-        for kernel in KERNELS:  # the one loaded (the VNNI and AVX2 ones hand many rows to torch._int_mm themselves)
+        for kernel in KERNELS:  # the one loaded (the VNNI ones hand many rows to torch._int_mm themselves)
             if kernel.loaded:
                 return getattr(torch.ops.luoxia, OPS[kernel])(q, weight)
     return torch._int_mm(q, weight.t())
