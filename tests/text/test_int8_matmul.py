@@ -123,8 +123,10 @@ def test_int8_product_takes_the_kernel_only_where_it_fits(only, monkeypatch):
     torch.manual_seed(2)
     q, w = integers(4, 128), integers(48, 128)
     assert torch.equal(int8_product(q, w), torch._int_mm(q, w.t())) and calls == [(4, 128)]
-    q, w = integers(4, 96), integers(48, 96)  # not whole tiles: torch._int_mm
-    assert torch.equal(int8_product(q, w), torch._int_mm(q, w.t())) and len(calls) == 1
+    q, w = integers(4, 96), integers(44, 96)  # whole blocks of the AVX2 kernels, not tiles of the others
+    assert torch.equal(int8_product(q, w), torch._int_mm(q, w.t())) and len(calls) == (2 if only in AVX2_OPS else 1)
+    q, w = integers(4, 80), integers(48, 80)  # no kernel's: torch._int_mm
+    assert torch.equal(int8_product(q, w), torch._int_mm(q, w.t())) and len(calls) == (2 if only in AVX2_OPS else 1)
 
 
 @pytest.mark.parametrize(("cpu_has", "builds", "built"), [

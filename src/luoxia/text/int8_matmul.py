@@ -133,6 +133,8 @@ AVX2_KERNEL = CppKernel(Path(__file__).with_name("int8_matmul_avx2.cpp"), "AVX2 
 KERNELS = (KERNEL, VNNI_KERNEL, AVX_VNNI_KERNEL, AVX2_KERNEL)
 OPS = {KERNEL: "int8_matmul", VNNI_KERNEL: "int8_matmul_vnni", AVX_VNNI_KERNEL: "int8_matmul_avxvnni",
        AVX2_KERNEL: "int8_matmul_avx2"}
+# The widths (K) and weight rows (N) each takes come in whole multiples of these: its tiles or blocks.
+UNITS = {KERNEL: (64, 16), VNNI_KERNEL: (64, 16), AVX_VNNI_KERNEL: (32, 4), AVX2_KERNEL: (32, 4)}
 
 
 def this_cpus_kernel() -> CppKernel | None:
@@ -148,17 +150,18 @@ def load() -> bool:
     return kernel is not None and kernel.load()
 
 
-def supports(width: int, columns: int) -> bool:
-    """Whether the kernel takes q (·, `width`) · wᵀ with w (`columns`, `width`): whole tiles of both."""
-    return width % 64 == 0 and width > 0 and columns % 16 == 0
+def supports(kernel: CppKernel, width: int, columns: int) -> bool:
+    """Whether `kernel` takes q (·, `width`) · wᵀ with w (`columns`, `width`): whole tiles or blocks of both."""
+    width_unit, columns_unit = UNITS[kernel]
+    return width % width_unit == 0 and width > 0 and columns % columns_unit == 0
 
 
 def int8_product(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """q (M, K) · weightᵀ (weight (N, K), both int8) in int32: through the kernel where it is loaded and takes
     these shapes, else `torch._int_mm`; the same integers either way, except on a CPU without VNNI, where
     `_int_mm`'s sums saturate (module notes)."""
-    if q.device.type == "cpu" and supports(weight.shape[1], weight.shape[0]):
+    if q.device.type == "cpu":
         for kernel in KERNELS:  # the one loaded (the VNNI ones hand many rows to torch._int_mm themselves)
-            if kernel.loaded:
+            if kernel.loaded and supports(kernel, weight.shape[1], weight.shape[0]):
                 return getattr(torch.ops.luoxia, OPS[kernel])(q, weight)
     return torch._int_mm(q, weight.t())
