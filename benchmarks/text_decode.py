@@ -101,8 +101,8 @@ DEFAULT_ROWS = ("float32", "int8", "int4", "w8a8", "int4+compile", "w8a8+compile
 
 def default_variant() -> str:
     """What a user runs on this CPU for a Q4_1 GGUF once `make demo` (or any --aot run) has built the step:
-    `quant.choose_quant`'s pick (int4; w8a8 where int8 products are faster, AVX-VNNI without AVX-512) through the
-    ahead-of-time package. Before that build the default is its eager row."""
+    `quant.choose_quant`'s pick (int4; w8a8 where int8 products are faster: no AVX-512, luoxia's AVX2 kernel) through
+    the ahead-of-time package. Before that build the default is its eager row."""
     import torch
 
     from luoxia.text.quant import choose_quant
@@ -444,6 +444,7 @@ def bench(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="luoxia-bench-"))
     warm_home = work / "warm-home"
     os.environ["LUOXIA_HOME"] = str(warm_home)  # our loads below fill it; the warm children reuse it
+    default_row = f"luoxia {default_variant()}"
     try:
         info = machine_info(args.threads)
         print(f"machine: {info['cpu']}, {info['cpu_count']} CPUs, {args.threads} threads, torch {info['torch']}, "
@@ -544,9 +545,9 @@ def bench(args: argparse.Namespace) -> dict:
             rows[f"luoxia {variant}"].update(cold_and_warm(OURS, args, ids, args.model, work, warm_home,
                                                            cold="+aot" not in variant, variant=variant))
         rows["transformers float32"].update(cold_and_warm(HF, args, ids, str(path), work, None))
-        if f"luoxia {default_variant()}" in rows and Path(sys.executable).with_name("luoxia").exists():
-            rows[f"luoxia {default_variant()}"].update(cli_first_output(args, warm_home))
-            rows[f"luoxia {default_variant()}"].update(chat_prompt_line(args, warm_home))
+        if default_row in rows and Path(sys.executable).with_name("luoxia").exists():
+            rows[default_row].update(cli_first_output(args, warm_home))
+            rows[default_row].update(chat_prompt_line(args, warm_home))
 
         if "llama.cpp Q4_1" in rows:
             rows["llama.cpp Q4_1"].update(cold_and_warm(LLAMA, args, ids, str(path), work, None, python=llama_python))
@@ -562,7 +563,7 @@ def bench(args: argparse.Namespace) -> dict:
                      "decode_best": r["decode_best_tok_s"] / hf_row["decode_best_tok_s"],
                      "prefill_best": r["prefill_best_tok_s"] / hf_row["prefill_best_tok_s"]}
               for name, r in rows.items() if name != "transformers float32"}
-    default = f"luoxia {default_variant()}" if f"luoxia {default_variant()}" in rows else f"luoxia {args.variants[0]}"
+    default = default_row if default_row in rows else f"luoxia {args.variants[0]}"
     ours_row = rows[default]
     fastest = max((n for n in rows if n.startswith("luoxia ")), key=lambda n: rows[n]["decode_tok_s"])
     targets = {"decode_ratio": {"target": TARGET_DECODE_RATIO, "value": ratios[default]["decode"], "row": default,
@@ -691,8 +692,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.variants is None:
         args.variants = list(DEFAULT_ROWS)
-        if not args.child and default_variant() not in DEFAULT_ROWS:
-            args.variants.append(default_variant())
+        default = None if args.child else default_variant()  # children are given their variant
+        if default is not None and default not in DEFAULT_ROWS:
+            args.variants.append(default)
     if args.repeats < 1 or args.new_tokens < 2 or args.batch_tokens < 2 or args.threads < 1:
         p.error("--repeats and --threads must be >= 1, --new-tokens and --batch-tokens >= 2")
     if not args.variants or set(args.variants) - set(VARIANTS):

@@ -51,7 +51,7 @@ def integers(*shape: int) -> torch.Tensor:
     (16, 576, 49152),   # its output projection
     (5, 1536, 576),     # fewer rows than a tile, the MLP's down projection
     (3, 1536, 576),     # an odd count of rows (the AVX2 kernels take rows in pairs)
-    (4, 576, 3072),     # the most rows the AVX2 kernel multiplies itself (the AVX-VNNI one: 16)
+    (4, 576, 3072),     # the int4 mode's batch threshold (BATCH_ROWS)
     (37, 128, 208),     # three chunks of rows (the last partial), 13 blocks of columns (groups of 4 and 1)
     (1, 64, 16),        # one tile each way
     (32, 576, 3072),    # the most rows the VNNI kernel multiplies itself

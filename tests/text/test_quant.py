@@ -149,7 +149,7 @@ def test_quantize_picks_layers(tiny_llama_dir):
 
 
 def test_choose_quant_keeps_the_source_precision(monkeypatch):
-    monkeypatch.setattr(quant, "int8_beats_int4", lambda: False)  # an AVX-512 CPU, or one with plain AVX2
+    monkeypatch.setattr(quant, "int8_beats_int4", lambda: False)  # an AVX-512 CPU, or no AVX2 kernel built
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert choose_quant("auto", "Q4_1", cpu) == "int4"
     assert choose_quant(None, "Q4_K", cpu) == "int4"

@@ -1,6 +1,6 @@
 // luoxia::int8_matmul_avx2 (built with -mavxvnni: luoxia::int8_matmul_avxvnni): q · wᵀ in int32 for int8 activations
-// q (M, K) and int8 weights w (N, K), with AVX2 (and AVX-VNNI), for CPUs without AVX-512 VNNI; exactly
-// torch._int_mm(q, w.t()). int8_matmul.py says why and what it measured.
+// q (M, K) and int8 weights w (N, K), with AVX2 (and AVX-VNNI), for CPUs without AVX-512 VNNI; the exact integer
+// product, torch._int_mm(q, w.t())'s where oneDNN's is exact. int8_matmul.py says why and what it measured.
 //
 // Each weight row is multiplied with each activation row as a dot product along k, four weight rows at a time
 // (read once from memory and kept in L1 while every activation row passes), two activation rows at a time, so that
