@@ -219,8 +219,9 @@ def child_main(args: argparse.Namespace) -> None:
         from llama_cpp import Llama
 
         t_imported = time.time()
+        # A serving child gets the placeholder id 0 and the prompts later: room for a benchmark prompt then.
         llm = Llama(model_path=args.model, n_threads=args.threads, n_threads_batch=args.threads,
-                    n_ctx=len(ids) + args.new_tokens + 16, verbose=False)
+                    n_ctx=max(len(ids), PROMPT_TOKENS) + args.new_tokens + 16, verbose=False)
         t_loaded = time.time()
         if args.serve:  # one JSON request per line on stdin, one report line per request; EOF ends it
             print(CHILD_MARK + json.dumps({"loaded_s": t_loaded - t_imported}), flush=True)
