@@ -76,7 +76,8 @@ def test_extremes_and_views(kernel):
 
 
 def test_without_vnni_the_avx2_kernel_keeps_every_product_exact():
-    """oneDNN's AVX2 int8 GEMM (VPMADDUBSW) saturates, so the plain AVX2 build never hands rows to `_int_mm`."""
+    """oneDNN's AVX2 int8 GEMM (VPMADDUBSW) saturates, so the plain AVX2 build never hands rows to `_int_mm`, and
+    `int8_product` takes the shapes no kernel takes in float32."""
     if shutil.which("g++") is None or int8_matmul.avx2_missing() is not None:
         pytest.skip("no C++ compiler or no AVX2")
     assert int8_matmul.AVX2_KERNEL.load(), int8_matmul.AVX2_KERNEL.failure()  # built here, found by the child
@@ -88,14 +89,42 @@ torch.manual_seed(0)
 q, w = torch.randint(-128, 128, (40, 128), dtype=torch.int8), torch.randint(-128, 128, (64, 128), dtype=torch.int8)
 exact = q.int() @ w.int().t()
 ours = torch.ops.luoxia.int8_matmul_avx2(q, w)
-print(int(torch.equal(torch._int_mm(q, w.t()), exact)), int(torch.equal(ours, exact)))
+odd = q[:, :80], w[:, :80]  # a width no kernel takes
+product = int8_matmul.int8_product(*odd)
+print(int(torch.equal(torch._int_mm(q, w.t()), exact)), int(torch.equal(ours, exact)),
+      int(int8_matmul.int_mm_is_exact()), int(torch.equal(product, odd[0].int() @ odd[1].int().t())))
 """
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}  # read when torch loads: a process of its own
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    int_mm_exact, kernel_exact = run.stdout.split()
-    assert kernel_exact == "1"
-    assert int_mm_exact == "0"  # the saturation this guards against (fails if a oneDNN release fixes it)
+    int_mm_exact, kernel_exact, found_inexact, product_exact = run.stdout.split()
+    assert kernel_exact == "1" and product_exact == "1"
+    assert int_mm_exact == "0" and found_inexact == "0"  # the saturation guarded against (until oneDNN fixes it)
+
+
+@pytest.mark.parametrize(("M", "K", "N"), [(3, 1, 16), (5, 1000, 24), (2, 3000, 8), (0, 64, 8)])
+def test_float_int8_product_is_exact(M, K, N):
+    torch.manual_seed(3)
+    q, w = integers(M, K), integers(N, K)
+    assert torch.equal(int8_matmul.float_int8_product(q, w), q.int() @ w.int().t())
+    q, w = torch.full((M, K), -128, dtype=torch.int8), torch.full((N, K), -128, dtype=torch.int8)
+    assert (int8_matmul.float_int8_product(q, w) == K * 128 * 128).all()  # past 2**24 when K > 1024
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_int8_product_avoids_an_inexact_int_mm(monkeypatch, exact):
+    """No kernel loaded: `_int_mm` where it is exact, float32 where not (a CPU without VNNI) and for K = 1."""
+    for kernel in int8_matmul.KERNELS:
+        monkeypatch.setattr(kernel, "loaded", False)
+    monkeypatch.setattr(int8_matmul, "int_mm_is_exact", lambda: exact)
+    calls = []
+    real = torch._int_mm
+    monkeypatch.setattr(torch, "_int_mm", lambda a, b: calls.append(a.shape) or real(a, b))
+    torch.manual_seed(4)
+    for K in (64, 1):
+        q, w = integers(4, K), integers(16, K)
+        assert torch.equal(int8_product(q, w), q.int() @ w.int().t())
+    assert calls == ([(4, 64)] if exact else [])
 
 
 def test_bad_input_is_refused(kernel, op_name):

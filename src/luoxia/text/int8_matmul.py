@@ -40,12 +40,16 @@ int16 products run at half the rate. Before the kernel, with AVX-VNNI, int4 deco
 (`benchmarks/text_decode.py --variants int4,w8a8,int4+aot,w8a8+aot --skip-cold` through `as_laptop_cpu.sh`).
 
 The sums are exact integers, `_int_mm`'s where oneDNN's are exact: eager forwards may take them too, and the
-reference comparisons are unchanged. Each kernel is built once per machine like the decode attention kernel
-(`core.cpp_kernel`), only on CPUs with its instructions (the first of the four this CPU has), and checked
-against PyTorch's integer product when loaded."""
+reference comparisons are unchanged. Where `_int_mm` is not exact (checked once: CPUs without VNNI, or oneDNN
+capped below it; and any CPU for K = 1 in torch 2.13) and no kernel takes a product, `int8_product` computes it
+in float32, 1,024 columns at a time, whose sums (integers of at most 1,024 · 128² = 2²⁴) float32 holds exactly.
+
+Each kernel is built once per machine like the decode attention kernel (`core.cpp_kernel`), only on CPUs with its
+instructions (the first of the four this CPU has), and checked against PyTorch's integer product when loaded."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,23 +114,24 @@ def _check(op: str) -> Callable[[], None]:
     return check
 
 
+FALLBACK = "int8 products use torch._int_mm (float32 where its sums are inexact)"
 HEADERS = (Path(__file__).with_name("transpose16.h"),)
-KERNEL = CppKernel(Path(__file__).with_name("int8_matmul.cpp"), "AMX int8 kernel", "int8 products use torch._int_mm",
+KERNEL = CppKernel(Path(__file__).with_name("int8_matmul.cpp"), "AMX int8 kernel", FALLBACK,
                    _register_fake("int8_matmul"), flags=lambda: [*capability_flags(), "-mamx-tile", "-mamx-int8"],
                    unusable=amx_missing, check=_check("int8_matmul"), headers=HEADERS)
 VNNI_KERNEL = CppKernel(Path(__file__).with_name("int8_matmul_vnni.cpp"), "AVX-512 VNNI int8 kernel",
-                        "int8 products use torch._int_mm", _register_fake("int8_matmul_vnni"),
+                        FALLBACK, _register_fake("int8_matmul_vnni"),
                         flags=lambda: [*capability_flags(), "-mavx512vnni"], unusable=vnni_missing,
                         check=_check("int8_matmul_vnni"), headers=HEADERS)
 
 # One source, two builds: with AVX-VNNI's byte products where the CPU has them (op int8_matmul_avxvnni), and
 # with plain AVX2's (int8_matmul_avx2).
 AVX_VNNI_KERNEL = CppKernel(Path(__file__).with_name("int8_matmul_avx2.cpp"), "AVX-VNNI int8 kernel",
-                            "int8 products use torch._int_mm", _register_fake("int8_matmul_avxvnni"),
+                            FALLBACK, _register_fake("int8_matmul_avxvnni"),
                             flags=lambda: ["-mavx2", "-mfma", "-mavxvnni"], unusable=avx_vnni_missing,
                             check=_check("int8_matmul_avxvnni"))
 AVX2_KERNEL = CppKernel(Path(__file__).with_name("int8_matmul_avx2.cpp"), "AVX2 int8 kernel",
-                        "int8 products use torch._int_mm", _register_fake("int8_matmul_avx2"),
+                        FALLBACK, _register_fake("int8_matmul_avx2"),
                         flags=lambda: ["-mavx2", "-mfma", "-mno-avxvnni"], unusable=avx2_missing,
                         check=_check("int8_matmul_avx2"))
 # In order of preference: the first that applies to this CPU (`unusable`) is the one loaded.
@@ -144,10 +149,39 @@ def this_cpus_kernel() -> CppKernel | None:
 
 def load() -> bool:
     """Build (once per machine) and register this CPU's kernel (`this_cpus_kernel`); False where none applies or
-    it does not build (`int8_product` then uses `torch._int_mm`). A kernel that applies but fails to build is not
-    replaced by the next: that would hide the failure."""
+    it does not build (`int8_product` then uses `torch._int_mm`, or float32 where that is inexact). A kernel that
+    applies but fails to build is not replaced by the next: that would hide the failure. Also checks `_int_mm`
+    once (`int_mm_is_exact`), here rather than inside a traced or exported forward."""
+    int_mm_is_exact()
     kernel = this_cpus_kernel()
     return kernel is not None and kernel.load()
+
+
+@functools.cache
+def int_mm_is_exact() -> bool:
+    """Whether `torch._int_mm` gives exact sums on this CPU, from a few small products of random operands: not
+    where oneDNN multiplies bytes with VPMADDUBSW (x86 without VNNI, or ONEDNN_MAX_CPU_ISA below it), whose
+    int16 pair sums saturate."""
+    generator = torch.Generator().manual_seed(0)
+    for rows, width, columns in [(1, 64, 16), (21, 128, 112)]:
+        q = torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator)
+        w = torch.randint(-128, 128, (columns, width), dtype=torch.int8, generator=generator)
+        if not torch.equal(torch._int_mm(q, w.t()), q.int() @ w.int().t()):
+            return False
+    return True
+
+
+FLOAT_EXACT_WIDTH = 1024  # columns whose int8 products float32 sums exactly: |sum| <= 1024 * 128 * 128 = 2**24
+
+
+def float_int8_product(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """q · weightᵀ in int32, exactly, through float32 matrix products of FLOAT_EXACT_WIDTH columns at a time
+    (every partial sum an integer float32 holds), added up in int32."""
+    out = q.new_zeros(q.shape[0], weight.shape[0], dtype=torch.int32)
+    for start in range(0, q.shape[1], FLOAT_EXACT_WIDTH):
+        part = slice(start, start + FLOAT_EXACT_WIDTH)
+        out += (q[:, part].float() @ weight[:, part].float().t()).to(torch.int32)
+    return out
 
 
 def supports(kernel: CppKernel, width: int, columns: int) -> bool:
@@ -157,11 +191,13 @@ def supports(kernel: CppKernel, width: int, columns: int) -> bool:
 
 
 def int8_product(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """q (M, K) · weightᵀ (weight (N, K), both int8) in int32: through the kernel where it is loaded and takes
-    these shapes, else `torch._int_mm`; the same integers either way, except on a CPU without VNNI, where
-    `_int_mm`'s sums saturate (module notes)."""
+    """q (M, K) · weightᵀ (weight (N, K), both int8) in int32, exactly: through the kernel where it is loaded and
+    takes these shapes, else `torch._int_mm`, else, where that is inexact (a CPU without VNNI; K = 1), float32
+    (`float_int8_product`)."""
     if q.device.type == "cpu":
         for kernel in KERNELS:  # the one loaded (the VNNI ones hand many rows to torch._int_mm themselves)
             if kernel.loaded and supports(kernel, weight.shape[1], weight.shape[0]):
                 return getattr(torch.ops.luoxia, OPS[kernel])(q, weight)
+        if weight.shape[1] == 1 or not int_mm_is_exact():
+            return float_int8_product(q, weight)
     return torch._int_mm(q, weight.t())

@@ -313,7 +313,7 @@ def _quantize_w8a8(model: nn.Module, empty: bool, calibration: list[int] | None)
     maxima = {} if empty else _calibrated_maxima(model, calibration)
     for module_name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
-            # in_features 1 is left alone: torch 2.13's CPU _int_mm gives wrong sums for K = 1.
+            # in_features 1 is left alone: nothing to gain (and torch 2.13's CPU _int_mm is wrong for K = 1).
             if isinstance(child, nn.Linear) and child.in_features > 1:
                 name = f"{module_name}.{child_name}" if module_name else child_name
                 layer = (DynamicInt8Linear(child.out_features, child.in_features, child.bias is not None) if empty
