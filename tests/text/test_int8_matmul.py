@@ -213,3 +213,16 @@ def test_an_exported_w8a8_step_calls_the_kernel(only):
         eager = model(tokens, [KVCache.of(k, v) for k, v in zip(kv[0::2], kv[1::2])], start, positions, mask)
     assert torch.isfinite(eager).all() and eager.std() > 0
     assert torch.allclose(exported, eager, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_compiled_int8_product_takes_the_checked_answer(monkeypatch, exact):
+    """Traced, `int8_product` reads what `load()` found (the check itself cannot be traced): one whole graph."""
+    for kernel in int8_matmul.KERNELS:
+        monkeypatch.setattr(kernel, "loaded", False)
+    monkeypatch.setattr(int8_matmul, "_int_mm_exact", exact)
+    torch._dynamo.reset()
+    product = torch.compile(int8_product, fullgraph=True, backend="eager")
+    torch.manual_seed(5)
+    q, w = integers(4, 80), integers(16, 80)
+    assert torch.equal(product(q, w), q.int() @ w.int().t())

@@ -49,7 +49,6 @@ instructions (the first of the four this CPU has), and checked against PyTorch's
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,18 +156,22 @@ def load() -> bool:
     return kernel is not None and kernel.load()
 
 
-@functools.cache
+_int_mm_exact: bool | None = None  # `int_mm_is_exact`'s answer, once checked
+
+
 def int_mm_is_exact() -> bool:
-    """Whether `torch._int_mm` gives exact sums on this CPU, from a few small products of random operands: not
-    where oneDNN multiplies bytes with VPMADDUBSW (x86 without VNNI, or ONEDNN_MAX_CPU_ISA below it), whose
-    int16 pair sums saturate."""
-    generator = torch.Generator().manual_seed(0)
-    for rows, width, columns in [(1, 64, 16), (21, 128, 112)]:
-        q = torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator)
-        w = torch.randint(-128, 128, (columns, width), dtype=torch.int8, generator=generator)
-        if not torch.equal(torch._int_mm(q, w.t()), q.int() @ w.int().t()):
-            return False
-    return True
+    """Whether `torch._int_mm` gives exact sums on this CPU, from a few small products of random operands (checked
+    once): not where oneDNN multiplies bytes with VPMADDUBSW (x86 without VNNI, or ONEDNN_MAX_CPU_ISA below it),
+    whose int16 pair sums saturate."""
+    global _int_mm_exact
+    if _int_mm_exact is None:
+        generator = torch.Generator().manual_seed(0)
+        _int_mm_exact = True
+        for rows, width, columns in [(1, 64, 16), (21, 128, 112)]:
+            q = torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator)
+            w = torch.randint(-128, 128, (columns, width), dtype=torch.int8, generator=generator)
+            _int_mm_exact = _int_mm_exact and torch.equal(torch._int_mm(q, w.t()), q.int() @ w.int().t())
+    return _int_mm_exact
 
 
 FLOAT_EXACT_WIDTH = 1024  # columns whose int8 products float32 sums exactly: |sum| <= 1024 * 128 * 128 = 2**24
@@ -198,6 +201,8 @@ def int8_product(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         for kernel in KERNELS:  # the one loaded (the VNNI ones hand many rows to torch._int_mm themselves)
             if kernel.loaded and supports(kernel, weight.shape[1], weight.shape[0]):
                 return getattr(torch.ops.luoxia, OPS[kernel])(q, weight)
-        if weight.shape[1] == 1 or not int_mm_is_exact():
+        # A traced or exported forward reads the answer `load()` found: the check itself cannot be traced.
+        exact = _int_mm_exact is not False if torch.compiler.is_compiling() else int_mm_is_exact()
+        if weight.shape[1] == 1 or not exact:
             return float_int8_product(q, weight)
     return torch._int_mm(q, weight.t())
