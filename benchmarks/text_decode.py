@@ -468,7 +468,11 @@ def bench(args: argparse.Namespace) -> dict:
         quality = {}
         if texts:
             print(f"perplexity on {len(texts)} held-out texts ...", flush=True)
-            quality = perplexity_ratios({v: m for v, m in loaded.items() if "+" not in v}, texts)
+            # One model per quantization: a +compile or +aot row's full-sequence forward is its eager model's.
+            by_quant: dict = {}
+            for variant in sorted(loaded, key=lambda v: "+" in v):
+                by_quant.setdefault(variant.split("+")[0], loaded[variant])
+            quality = perplexity_ratios(by_quant, texts)
 
         print("loading transformers ...", flush=True)
         os.environ["TQDM_DISABLE"] = "1"  # the GGUF conversion bar; children still show theirs
@@ -599,13 +603,14 @@ def bench(args: argparse.Namespace) -> dict:
             worst = max(row["quality"]["ratio_to_float32"])
             targets[f"perplexity_ratio {name}"] = {"target": TARGET_PERPLEXITY_RATIO, "value": worst, "row": name,
                                                    "met": worst <= TARGET_PERPLEXITY_RATIO}
+    compared = "luoxia float32" if "luoxia float32" in rows else default  # the float32 row, where it ran
     if hasattr(os, "getloadavg"):
         info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return {"machine": info, "model": args.model, "model_file": str(path), "prompt_text": PROMPT_TEXT,
             "prompt_ids": ids, "transformers_tokenizer_agrees": hf_ids == ids, "new_tokens": args.new_tokens,
             "repeats": args.repeats, "threads": args.threads, "rows": rows, "ratios": ratios, "targets": targets,
             "llamacpp": llama_note, "default_row": default,
-            "tokens_identical": rows.get("luoxia float32", ours_row)["tokens"] == reference}
+            "tokens_compared": compared, "tokens_identical": rows[compared]["tokens"] == reference}
 
 
 def fmt(value, digits: int) -> str:
@@ -655,10 +660,11 @@ def report(result: dict) -> None:
     if noisy:
         print(f"warning: decode speed varied more than 1.5x between runs ({', '.join(noisy)}): other work was "
               "sharing the CPUs; see decode_runs_tok_s in the JSON, and rerun on a quiet machine")
-    print(f"\ntokens identical (luoxia float32 vs transformers, {n} greedy tokens): "
+    compared = result["tokens_compared"]
+    print(f"\ntokens identical ({compared} vs transformers, {n} greedy tokens): "
           f"{'yes' if result['tokens_identical'] else 'no'}")
     for name, r in rows.items():
-        if name not in ("luoxia float32", "transformers float32") or not result["tokens_identical"]:
+        if name not in (compared, "transformers float32") or not result["tokens_identical"]:
             print(f"  {name}: first {r['same_tokens_as_transformers']}/{n} tokens as transformers'")
     if not result["transformers_tokenizer_agrees"]:
         print("note: transformers' tokenizer splits the prompt differently (both engines got our ids)")
