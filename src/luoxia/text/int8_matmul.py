@@ -49,7 +49,7 @@ instructions (the first of the four this CPU has), and checked against PyTorch's
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -100,16 +100,20 @@ def _register_fake(op: str) -> Callable[[], None]:
     return register
 
 
+def _samples() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Random int8 operands q (M, K) and w (N, K) on a few shapes (remainder rows, groups of blocks)."""
+    generator = torch.Generator().manual_seed(0)
+    for rows, width, columns in [(1, 64, 16), (21, 128, 112)]:
+        yield (torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator),
+               torch.randint(-128, 128, (columns, width), dtype=torch.int8, generator=generator))
+
+
 def _check(op: str) -> Callable[[], None]:
-    """The kernel's sums against PyTorch's integer product on a few shapes (remainder rows, groups of blocks)."""
+    """The kernel's sums against PyTorch's integer product on `_samples`."""
     def check() -> None:
-        generator = torch.Generator().manual_seed(0)
-        for rows, width, columns in [(1, 64, 16), (21, 128, 112)]:
-            q = torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator)
-            w = torch.randint(-128, 128, (columns, width), dtype=torch.int8, generator=generator)
-            expected = q.int() @ w.int().t()
-            if not torch.equal(getattr(torch.ops.luoxia, op)(q, w), expected):
-                raise RuntimeError(f"its sums differ from PyTorch's at {rows}x{width}x{columns}")
+        for q, w in _samples():
+            if not torch.equal(getattr(torch.ops.luoxia, op)(q, w), q.int() @ w.int().t()):
+                raise RuntimeError(f"its sums differ from PyTorch's at {q.shape[0]}x{q.shape[1]}x{w.shape[0]}")
     return check
 
 
@@ -149,9 +153,7 @@ def this_cpus_kernel() -> CppKernel | None:
 def load() -> bool:
     """Build (once per machine) and register this CPU's kernel (`this_cpus_kernel`); False where none applies or
     it does not build (`int8_product` then uses `torch._int_mm`, or float32 where that is inexact). A kernel that
-    applies but fails to build is not replaced by the next: that would hide the failure. Also checks `_int_mm`
-    once (`int_mm_is_exact`), here rather than inside a traced or exported forward."""
-    int_mm_is_exact()
+    applies but fails to build is not replaced by the next: that would hide the failure."""
     kernel = this_cpus_kernel()
     return kernel is not None and kernel.load()
 
@@ -160,17 +162,13 @@ _int_mm_exact: bool | None = None  # `int_mm_is_exact`'s answer, once checked
 
 
 def int_mm_is_exact() -> bool:
-    """Whether `torch._int_mm` gives exact sums on this CPU, from a few small products of random operands (checked
-    once): not where oneDNN multiplies bytes with VPMADDUBSW (x86 without VNNI, or ONEDNN_MAX_CPU_ISA below it),
-    whose int16 pair sums saturate."""
+    """Whether `torch._int_mm` gives exact sums on this CPU, on `_samples` (checked once, about 11 ms with oneDNN's
+    first call): not where oneDNN multiplies bytes with VPMADDUBSW (x86 without VNNI, or ONEDNN_MAX_CPU_ISA below
+    it), whose int16 pair sums saturate. Eager products ask on their first fall-back; code about to compile or
+    export a forward asks first, since a traced forward cannot run the check (`int8_product`)."""
     global _int_mm_exact
     if _int_mm_exact is None:
-        generator = torch.Generator().manual_seed(0)
-        _int_mm_exact = True
-        for rows, width, columns in [(1, 64, 16), (21, 128, 112)]:
-            q = torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator)
-            w = torch.randint(-128, 128, (columns, width), dtype=torch.int8, generator=generator)
-            _int_mm_exact = _int_mm_exact and torch.equal(torch._int_mm(q, w.t()), q.int() @ w.int().t())
+        _int_mm_exact = all(torch.equal(torch._int_mm(q, w.t()), q.int() @ w.int().t()) for q, w in _samples())
     return _int_mm_exact
 
 
@@ -201,7 +199,7 @@ def int8_product(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         for kernel in KERNELS:  # the one loaded (the VNNI ones hand many rows to torch._int_mm themselves)
             if kernel.loaded and supports(kernel, weight.shape[1], weight.shape[0]):
                 return getattr(torch.ops.luoxia, OPS[kernel])(q, weight)
-        # A traced or exported forward reads the answer `load()` found: the check itself cannot be traced.
+        # A traced or exported forward reads the answer found before tracing (`int_mm_is_exact`).
         exact = _int_mm_exact is not False if torch.compiler.is_compiling() else int_mm_is_exact()
         if weight.shape[1] == 1 or not exact:
             return float_int8_product(q, weight)
