@@ -134,7 +134,7 @@ def test_a_built_package_is_used_by_default_and_never_built_by_default(packaged,
 def test_an_outdated_package_is_named_then_replaced(packaged, tiny_llama_dir, home, tmp_path, monkeypatch, capfd):
     """After an upgrade the default load says why the old package is not used; a build removes it, and every
     other outdated package of that mode for this torch and CPU (a batch package, an older weight layout), but
-    not those of another torch or CPU, which another environment may share the folder with."""
+    not those of another torch, CPU or a newer luoxia, which another environment may share the folder with."""
     from luoxia.text import aot_step
     from luoxia.text.pipeline import TextModel
 
@@ -146,7 +146,8 @@ def test_an_outdated_package_is_named_then_replaced(packaged, tiny_llama_dir, ho
              outdated.with_name(outdated.name.replace(f".v{aot_step.LAYOUT_VERSION}.", ".v1."))]
     others = [outdated.with_name(outdated.name.replace(f"torch-{torch.__version__}", "torch-2.0.0")),
               outdated.with_name(outdated.name.replace(aot_step.cpu_tag(), "another-cpu")),
-              package_path(directory, "int8", aot_step.PACKAGE_FORMAT - 1)]
+              package_path(directory, "int8", aot_step.PACKAGE_FORMAT - 1),
+              package_path(directory, "none", aot_step.PACKAGE_FORMAT + 1)]
     for path in older + others:
         path.write_bytes(b"a package of the format before")
     capfd.readouterr()

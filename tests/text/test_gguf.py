@@ -12,6 +12,7 @@ from luoxia.core.errors import CorruptFileError, ModelNotFoundError, Unsupported
 from luoxia.text.formats import cache
 from luoxia.text.formats.gguf import load_gguf
 from luoxia.text.pipeline import TextModel
+from luoxia.text.quant import LAYOUT_VERSION
 from tiny_models import make_hf_model, write_gguf
 
 transformers = pytest.importorskip("transformers")
@@ -82,9 +83,12 @@ def test_quantized_model_is_cached_and_reused(tmp_path, llama256_dir, monkeypatc
     sha256 = TextModel.load(str(path), quant="none").sha256  # makes the cache folder
     older = cache.quantized_path(sha256, mode).with_name(f"model.{mode}.v1.torch-{torch.__version__}.safetensors")
     older.write_bytes(b"an older layout")
+    newer = older.with_name(f"model.{mode}.v{LAYOUT_VERSION + 1}.torch-{torch.__version__}.safetensors")
+    newer.write_bytes(b"a newer luoxia's layout")  # another environment sharing LUOXIA_HOME
     cold = TextModel.load(str(path), quant=mode)
     packed = cache.quantized_path(cold.sha256, mode)
     assert packed.is_file() and not older.exists()  # the file of the older layout went when the new one came
+    assert newer.exists()
     warm = TextModel.load(str(path), quant=mode)  # built on the meta device, filled from the file
     # 64-byte aligned, as the packed kernels' batched paths need (the file's offsets crashed them)
     assert all(t.data_ptr() % 64 == 0 for t in warm.model.state_dict().values())

@@ -125,6 +125,15 @@ def outdated_packages(directory: Path, mode: str) -> list[Path]:
             if p not in current]
 
 
+def superseded(package: Path) -> bool:
+    """Whether a package this luoxia cannot use is one it replaces: an older layout or format for this torch and
+    CPU. Other torch versions' and CPUs' packages stay, and a newer luoxia's, for the environments that may share
+    the folder (an older luoxia deleting a newer one's package, and that one rebuilding it, would never end)."""
+    versions = re.search(r"\.v(\d+)\.p(\d+)\.torch-", package.name)
+    return (package.name.endswith(f".torch-{torch.__version__}.{cpu_tag()}.pt2") and versions is not None
+            and int(versions[1]) <= LAYOUT_VERSION and int(versions[2]) <= PACKAGE_FORMAT)
+
+
 def batch_rows(model: Transformer) -> int | None:
     """The fewest rows the batch package takes: BATCH_ROWS for a model with int4 layers (whose layers decide
     by rows, `quant.takes_the_copy`), None for the rest (one package serves every batch size)."""
@@ -393,9 +402,8 @@ def aot_decode_step(model: Transformer, directory: Path, mode: str, build: bool 
             else:
                 build_package(model, path)
             log(f"built it in {time.perf_counter() - t0:.0f} s; later runs load it, with or without --aot")
-            this_build = f".torch-{torch.__version__}.{cpu_tag()}.pt2"  # other torch versions' or CPUs' stay
             for old in outdated_packages(directory, mode):
-                if old.name.endswith(this_build):
+                if superseded(old):
                     old.unlink(missing_ok=True)
         # A batch package deleted by hand leaves batches to the eager model.
         batch = Package(batch_path, model) if batch_path is not None and batch_path.exists() else None

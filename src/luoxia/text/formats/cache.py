@@ -100,16 +100,20 @@ def load_aligned(path: Path) -> dict[str, torch.Tensor]:
 
 def store_quantized(sha256: str, mode: str, state_dict: dict[str, torch.Tensor]) -> None:
     """Keep a quantized model's weights beside the float ones (written whole or not at all), and remove
-    the same mode's files of older layouts under this torch (nothing loads them any more)."""
+    the same mode's files of older layouts under this torch (nothing loads them any more; a newer luoxia's
+    stay, for an environment that shares the folder)."""
     import torch
     from safetensors.torch import save_file
+
+    from luoxia.text.quant import LAYOUT_VERSION
 
     path = quantized_path(sha256, mode)
     if path.parent.is_dir():
         with atomic.atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in state_dict.items()}, tmp)
         for old in path.parent.glob(f"model.{mode}.v*.torch-{torch.__version__}.safetensors"):
-            if old != path:
+            layout = old.name.removeprefix(f"model.{mode}.v").partition(".")[0]
+            if layout.isdigit() and int(layout) < LAYOUT_VERSION:
                 old.unlink(missing_ok=True)
 
 
