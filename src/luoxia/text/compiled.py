@@ -6,7 +6,7 @@ adds, cache writes), each a Python call and a pass over memory. Inductor fuses t
 loops, and its C++ wrapper (`cpp_wrapper`) calls the kernels without Python in between. The
 int4/int8 matmuls stay the same PyTorch kernels. On the project's 2-core CPU this takes int4 decode
 from 81 to 138 tokens/s, llama.cpp's speed on the same file; w8a8 (int8 activations too) from 54 to
-118, against llama.cpp's 116 in the same run (benchmarks/text_decode.py, README "Speed").
+118, against llama.cpp's 116 in the same run (benchmarks/text_decode.py, docs/speed.md).
 
 What it costs: the first call compiles, minutes on 2 cores the first time and about 8 s once
 Inductor's on-disk cache holds the kernels (the batched and draft-check graphs of `warm_up` take
