@@ -215,9 +215,10 @@ def test_an_exported_w8a8_step_calls_the_kernel(only):
     assert torch.allclose(exported, eager, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("exact", [True, False, None])
 def test_a_compiled_int8_product_takes_the_checked_answer(monkeypatch, exact):
-    """Traced, `int8_product` reads what `load()` found (the check itself cannot be traced): one whole graph."""
+    """Compiled, `int8_product` takes the check's answer, or runs the check as it is traced (None: not asked
+    yet), in one whole graph (dynamo cannot trace the check's Generator)."""
     for kernel in int8_matmul.KERNELS:
         monkeypatch.setattr(kernel, "loaded", False)
     monkeypatch.setattr(int8_matmul, "_int_mm_exact", exact)
@@ -226,3 +227,4 @@ def test_a_compiled_int8_product_takes_the_checked_answer(monkeypatch, exact):
     torch.manual_seed(5)
     q, w = integers(4, 80), integers(16, 80)
     assert torch.equal(product(q, w), q.int() @ w.int().t())
+    assert int8_matmul._int_mm_exact is not None

@@ -87,6 +87,5 @@ def compiled_decode_step(model: Transformer, log: Callable[[str], None] = note, 
     if device_type == "cpu":
         decode_attention.KERNEL.load()  # attention and int8 products through their kernels where they build
         int8_matmul.load()
-        int8_matmul.int_mm_is_exact()  # asked now: the traced step cannot run the check
     constant_floats = torch._dynamo.config.patch(specialize_float=True)  # floats: see the module notes
     return constant_floats(compile_or_eager(forward_of_its_own(model), log, "decoding", dynamic=True, options=options))

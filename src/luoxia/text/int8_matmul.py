@@ -161,11 +161,12 @@ def load() -> bool:
 _int_mm_exact: bool | None = None  # `int_mm_is_exact`'s answer, once checked
 
 
+@torch._dynamo.assume_constant_result  # torch.compile runs it as it traces, and the graph keeps the answer
 def int_mm_is_exact() -> bool:
     """Whether `torch._int_mm` gives exact sums on this CPU, on `_samples` (checked once, about 11 ms with oneDNN's
     first call): not where oneDNN multiplies bytes with VPMADDUBSW (x86 without VNNI, or ONEDNN_MAX_CPU_ISA below
-    it), whose int16 pair sums saturate. Eager products ask on their first fall-back; code about to compile or
-    export a forward asks first, since a traced forward cannot run the check (`int8_product`)."""
+    it), whose int16 pair sums saturate. Products ask on their first fall-back, compiled ones as they are traced;
+    code about to export a forward asks first, since export traces with fake tensors (`int8_product`)."""
     global _int_mm_exact
     if _int_mm_exact is None:
         _int_mm_exact = all(torch.equal(torch._int_mm(q, w.t()), q.int() @ w.int().t()) for q, w in _samples())
@@ -199,8 +200,8 @@ def int8_product(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         for kernel in KERNELS:  # the one loaded (the VNNI ones hand many rows to torch._int_mm themselves)
             if kernel.loaded and supports(kernel, weight.shape[1], weight.shape[0]):
                 return getattr(torch.ops.luoxia, OPS[kernel])(q, weight)
-        # A traced or exported forward reads the answer found before tracing (`int_mm_is_exact`).
-        exact = _int_mm_exact is not False if torch.compiler.is_compiling() else int_mm_is_exact()
+        # An exported forward reads the answer found before export (`int_mm_is_exact`).
+        exact = _int_mm_exact is not False if torch.compiler.is_exporting() else int_mm_is_exact()
         if weight.shape[1] == 1 or not exact:
             return float_int8_product(q, weight)
     return torch._int_mm(q, weight.t())
