@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from luoxia.cli import THREAD_VARIABLES
 from luoxia.cli.generate import decoding_params
 from luoxia.cli.main import build_parser
 from luoxia.core.artifact import TEXT_NOTICE
@@ -100,6 +102,7 @@ def test_early_stopping(early, value):
     (["--system", "be brief", "--raw"], ["--system", "--raw"]),
     (["--draft-tokens", "3"], ["--draft-tokens", "--draft-model"]),
     (["--draft-model", "smollm2", "--draft-tokens", "0"], ["draft tokens", "[1, 64]", "0"]),
+    (["--threads", "0"], ["--threads", ">= 1", "0"]),
 ])
 def test_bad_parameters_fail_fast(luoxia, no_loading, flags, words):
     luoxia("generate", "Hello", *flags).assert_user_error(*words)
@@ -207,6 +210,18 @@ def test_stream_is_clean_stdout(luoxia, tiny_raw_model):
     again = luoxia("generate", "the cat", "--model", tiny_raw_model, "--max-new-tokens", "6", "--ignore-eos",
                    "--sample", "--seed", "3")
     assert again.out == run.out  # a seed reproduces the sample
+
+
+def test_threads_reach_torch_and_the_libraries_it_starts(luoxia, tiny_raw_model, monkeypatch):
+    for name in THREAD_VARIABLES:
+        monkeypatch.setenv(name, "2")  # put back after the test, as the process had them
+    before = torch.get_num_threads()
+    try:
+        run = luoxia("generate", "the cat", "--model", tiny_raw_model, "--max-new-tokens", "2", "--threads", "1")
+        assert run.code == 0, run.err
+        assert torch.get_num_threads() == 1 and all(os.environ[name] == "1" for name in THREAD_VARIABLES)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_draft_model_drafts_and_the_text_is_the_models_own(luoxia, tiny_raw_model):

@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from luoxia.cli import use_threads
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("image", help="generate images from a prompt (also img2img and inpainting)",
@@ -66,12 +68,7 @@ def image(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--nrow must be >= 1, got {args.nrow}")
     if args.strength != 0.6 and args.init is None:
         raise InvalidParameterError("--strength applies to --init (img2img); give the image to start from")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InvalidParameterError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     model = ImageModel.load(args.model)
     scale = args.scale or max(1, 128 // model.size)
     check_output_size(args.num_images, model.size * scale, args.separate)

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from luoxia.cli import use_threads
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("music", help="compose, continue or re-harmonise music (MIDI + WAV + piano roll)",
@@ -85,12 +87,7 @@ def music(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--transpose must be -24..24 semitones, got {args.transpose}")
     if args.output.suffix.lower() not in (".mid", ".midi"):
         raise InvalidParameterError(f"--output must end in .mid, got {args.output}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InvalidParameterError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     given = args.prompt_midi or args.melody or args.piece
     source = read_score(given) if given else None
 

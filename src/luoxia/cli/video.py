@@ -21,6 +21,8 @@ import json
 import sys
 from pathlib import Path
 
+from luoxia.cli import use_threads
+
 DEFAULT_SCALE_TO = 128  # generated clips are enlarged to at least this many pixels (whole-pixel repeats)
 
 
@@ -58,17 +60,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     register_edit(commands)
 
 
-def _threads(n: int | None) -> None:
-    from luoxia.core.errors import InvalidParameterError
-
-    if n is not None:
-        if n < 1:
-            raise InvalidParameterError(f"--threads must be >= 1, got {n}")
-        import torch
-
-        torch.set_num_threads(n)
-
-
 def _check_output(path: Path) -> None:
     from luoxia.safety.labels import format_for
 
@@ -96,7 +87,7 @@ def video(args: argparse.Namespace) -> int:
     if args.scale is not None and not 1 <= args.scale <= 32:
         raise InvalidParameterError(f"--scale must be in [1, 32], got {args.scale}")
     _check_output(args.output)
-    _threads(args.threads)
+    use_threads(args.threads)
     if args.morph or args.morph_images:
         result = _morph(args)
     elif args.between and args.blend:
@@ -373,7 +364,7 @@ def eval_video(args: argparse.Namespace) -> int:
     from luoxia.video.pipeline import VideoModel
 
     check_sampling_args(args.guidance, 1.0, args.steps)
-    _threads(args.threads)
+    use_threads(args.threads)
     model = VideoModel.load(args.model)
     result = evaluate_model(model, args.num_clips, steps=args.steps, guidance=args.guidance, seed=args.seed)
     clips, captions = result.pop("clips"), result.pop("captions")
