@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from luoxia.cli import THREAD_VARIABLES
 from luoxia.cli.generate import decoding_params
 from luoxia.cli.main import build_parser
 from luoxia.core.artifact import TEXT_NOTICE
+from luoxia.core.threads import THREAD_VARIABLES
 from luoxia.text.generate import GenerationConfig
 from luoxia.text.pipeline import TextModel, TextStream
 

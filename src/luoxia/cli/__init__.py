@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
-# What the CPU libraries read as they start: OpenMP (torch's parallel loops, its compiled and C++ kernels),
-# OpenBLAS (NumPy's) and MKL.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREADS_HELP = ("CPU threads (default: one per core; on CPUs with efficiency cores one per performance core, as "
+                "llama.cpp does); fewer can be faster on a busy machine")
 
 
 def error_line(error: BaseException) -> str:
@@ -17,15 +13,13 @@ def error_line(error: BaseException) -> str:
 
 
 def use_threads(threads: int | None) -> None:
-    """--threads: run torch's CPU work and NumPy's on `threads` threads (None: their defaults, one per core).
-    Set in the environment, which both read as they load (and the processes this one starts inherit), and in
-    torch where it is already loaded, without importing it (the CLI imports torch only when it needs it)."""
+    """--threads: the CPU threads torch and NumPy run on; None: one per performance core on a hybrid CPU,
+    else their defaults (`core.threads`). Sets them without importing torch."""
     from luoxia.core.errors import InvalidParameterError
+    from luoxia.core.threads import default_threads, set_threads
 
-    if threads is None:
-        return
-    if threads < 1:
+    if threads is not None and threads < 1:
         raise InvalidParameterError(f"--threads must be >= 1, got {threads}")
-    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+    threads = threads or default_threads()
+    if threads is not None:
+        set_threads(threads)

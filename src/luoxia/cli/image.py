@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from luoxia.cli import use_threads
+from luoxia.cli import THREADS_HELP, use_threads
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--nrow", type=int, help="images per grid row (default: a square grid)")
     p.add_argument("--json", action="store_true", help="print the provenance as JSON")
     p.add_argument("--threads", type=int, metavar="T",
-                   help="CPU threads for torch (default: torch's; 1 is often faster on a busy machine)")
+                   help=THREADS_HELP)
     p.set_defaults(run=image)
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from luoxia.cli import use_threads
+from luoxia.cli import THREADS_HELP, use_threads
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=Path("music.mid"), metavar="FILE.mid",
                    help="MIDI file to write; .wav and .png are written beside it (default music.mid)")
     p.add_argument("--json", action="store_true", help="print the files and provenance as JSON")
-    p.add_argument("--threads", type=int, metavar="T", help="CPU threads for torch (default: torch's)")
+    p.add_argument("--threads", type=int, metavar="T", help=THREADS_HELP)
     p.set_defaults(run=music)
 
 

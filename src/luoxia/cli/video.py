@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from luoxia.cli import use_threads
+from luoxia.cli import THREADS_HELP, use_threads
 
 DEFAULT_SCALE_TO = 128  # generated clips are enlarged to at least this many pixels (whole-pixel repeats)
 
@@ -55,7 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=Path("video.mp4"), metavar="FILE",
                    help="MP4, GIF or WebP to write (default video.mp4)")
     p.add_argument("--json", action="store_true", help="print the provenance as JSON")
-    p.add_argument("--threads", type=int, metavar="T", help="CPU threads for torch (1 is often fastest when busy)")
+    p.add_argument("--threads", type=int, metavar="T", help=THREADS_HELP)
     p.set_defaults(run=video)
     register_edit(commands)
 
