@@ -682,7 +682,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3, help="timed runs (and warm processes) per engine (default 3)")
     p.add_argument("--new-tokens", type=int, default=128, help="tokens to generate per run (default 128)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all CPUs)")
+    p.add_argument("--threads", type=int,
+                   help="threads for every engine (default: luoxia's, which llama.cpp's matches: one per core, one "
+                        "per performance core on CPUs with efficiency cores)")
     p.add_argument("--variants", type=lambda s: s.split(","), default=None,
                    help=f"our rows, comma-separated, from {', '.join(VARIANTS)} (default {','.join(DEFAULT_ROWS)}, "
                         "and w8a8+aot where that is the default)")
@@ -702,6 +704,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default = None if args.child else default_variant()  # children are given their variant
         if default is not None and default not in DEFAULT_ROWS:
             args.variants.append(default)
+    if args.threads is None:
+        import torch
+
+        from luoxia.core.threads import default_threads
+
+        args.threads = default_threads() or torch.get_num_threads()
     if args.repeats < 1 or args.new_tokens < 2 or args.batch_tokens < 2 or args.threads < 1:
         p.error("--repeats and --threads must be >= 1, --new-tokens and --batch-tokens >= 2")
     if not args.variants or set(args.variants) - set(VARIANTS):
