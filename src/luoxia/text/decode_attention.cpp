@@ -3,7 +3,8 @@
 // Each key head's cached keys and values are read once for all the query rows that share it (decode_attention.py
 // says why and what it measured). Vectors are ATen's `Vectorized<float>`, as in Inductor's own kernels; the build
 // defines CPU_CAPABILITY_AVX512 or _AVX2 for the machine it runs on.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/functional_bfloat16.h>

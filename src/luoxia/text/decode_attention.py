@@ -12,7 +12,7 @@ draft check of one row longer, 40 against 33 µs (`benchmarks/decode_attention.p
 Through the int4 batch package, 16 rows decoding 128 tokens after a 32-token prompt went from about 635 to 683
 tokens/s with a float32 cache and 725 with a bfloat16 one (three alternating runs each).
 
-It is built once per machine, source and torch (about 13 s with g++, the compiler AOTInductor needs anyway)
+It is built once per machine, source and torch (about 7 s with g++, the compiler AOTInductor needs anyway)
 into the luoxia home and loaded with `torch.ops.load_library`. Eager forwards keep PyTorch's attention (in
 float32, `Transformer.cache_dtype`), whose rounding the reference comparisons are made with; where the kernel
 cannot be built, compiled steps do too.

@@ -6,7 +6,8 @@
 // weight rows are the first tile as they lie in memory, one contiguous block, so each weight is read once and
 // in order. The few activation rows are packed four deep instead, and the result comes out transposed (n by m),
 // which the store turns back.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <torch/library.h>

@@ -11,7 +11,9 @@
 // and VPMADDWD adds each pair of products. The lanes of each sum are added up once, at the end of the row. The
 // first pass over a block asks the cache for the block two on, a line or two a step, so that reading the weights
 // from memory overlaps the arithmetic (one row's products 7.3 → 6.3 ms a step, 16 rows' 17.0 → 13.0, AVX-VNNI).
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/_int_mm.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <torch/library.h>

@@ -8,7 +8,9 @@
 // and the result comes out in place. The + 128 is taken back with 128 × each activation row's sum. The block
 // being multiplied asks the cache for the one two blocks on, a line per step, so that reading the weights from
 // memory overlaps the arithmetic instead of waiting between blocks.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/_int_mm.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <torch/library.h>
