@@ -228,3 +228,12 @@ def test_a_compiled_int8_product_takes_the_checked_answer(monkeypatch, exact):
     q, w = integers(4, 80), integers(16, 80)
     assert torch.equal(product(q, w), q.int() @ w.int().t())
     assert int8_matmul._int_mm_exact is not None
+
+
+def test_loading_a_model_leaves_the_compiler_unloaded():
+    """Importing torch._dynamo takes about a second: a plain load must not (the check above is marked for it
+    by attribute, not through dynamo's decorator)."""
+    script = ("import sys, torch; import luoxia.text.pipeline, luoxia.text.int8_matmul; "
+              "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False"

@@ -161,7 +161,6 @@ def load() -> bool:
 _int_mm_exact: bool | None = None  # `int_mm_is_exact`'s answer, once checked
 
 
-@torch._dynamo.assume_constant_result  # torch.compile runs it as it traces, and the graph keeps the answer
 def int_mm_is_exact() -> bool:
     """Whether `torch._int_mm` gives exact sums on this CPU, on `_samples` (checked once, about 11 ms with oneDNN's
     first call): not where oneDNN multiplies bytes with VPMADDUBSW (x86 without VNNI, or ONEDNN_MAX_CPU_ISA below
@@ -171,6 +170,11 @@ def int_mm_is_exact() -> bool:
     if _int_mm_exact is None:
         _int_mm_exact = all(torch.equal(torch._int_mm(q, w.t()), q.int() @ w.int().t()) for q, w in _samples())
     return _int_mm_exact
+
+
+# torch.compile runs the check as it traces and keeps the answer in the graph: what
+# `torch._dynamo.assume_constant_result` marks, set without importing dynamo (1 s, at every model load).
+int_mm_is_exact._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 FLOAT_EXACT_WIDTH = 1024  # columns whose int8 products float32 sums exactly: |sum| <= 1024 * 128 * 128 = 2**24
