@@ -59,8 +59,9 @@ def serve(args: argparse.Namespace) -> int:
     if not _is_loopback(config.host) and config.api_key is None:
         print(f"luoxia: warning: serving on {config.host} without an API key; anyone who can reach this port "
               f"can use it (set --api-key or ${API_KEY_ENV})", file=sys.stderr)
+    choice = _model_choice(args)  # checked, and its --threads set, before anything loads
     images = load_images(args.image_model)
-    text = load_model(_model_choice(args))
+    text = load_model(choice)
     if args.compile:
         print("luoxia: compiling the decode step (about 40 s with a warm compile cache, minutes the first time)",
               file=sys.stderr)
