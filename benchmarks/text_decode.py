@@ -589,8 +589,8 @@ def bench(args: argparse.Namespace) -> dict:
             targets[f"llamacpp_ratio {name}"] = {"target": TARGET_LLAMACPP_RATIO, "value": ratio, "row": name,
                                                  "met": ratio >= TARGET_LLAMACPP_RATIO}
     batched = [n for n in rows if "batch_ratio" in rows[n]]
-    if batched:  # the best batch against the best batch 1, whatever rows they come from
-        best = max(batched, key=lambda n: rows[n]["batch_decode_tok_s"])
+    best = max(batched, key=lambda n: rows[n]["batch_decode_tok_s"], default=None)
+    if best is not None and best != fastest:  # the best batch against the best batch 1, from different rows
         ratio = rows[best]["batch_decode_tok_s"] / rows[fastest]["decode_tok_s"]
         targets["batch_ratio best batch vs fastest batch 1"] = {"target": TARGET_BATCH_RATIO, "value": ratio,
                                                                 "row": f"{best} / {fastest}",
