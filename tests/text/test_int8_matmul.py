@@ -102,6 +102,36 @@ print(int(torch.equal(torch._int_mm(q, w.t()), exact)), int(torch.equal(ours, ex
     assert int_mm_exact == "0" and found_inexact == "0"  # the saturation guarded against (until oneDNN fixes it)
 
 
+def test_rows_a_kernel_hands_to_an_inexact_int_mm_run_in_float32():
+    """The VNNI kernels hand products of more than 32 rows to `_int_mm`; with oneDNN capped below VNNI its sums
+    saturate, so `int8_product` takes those in float32 (fewer rows stay the kernel's)."""
+    kernels = [k for k in int8_matmul.HANDS_OFF_ABOVE if k.unusable() is None]
+    if shutil.which("g++") is None or not kernels:
+        pytest.skip("no C++ compiler or no VNNI")
+    for kernel in kernels:
+        assert kernel.load(), kernel.failure()  # built here, found by the child
+    code = """
+import torch
+from luoxia.text import int8_matmul
+torch.manual_seed(0)
+w = torch.randint(-128, 128, (64, 128), dtype=torch.int8)
+for kernel in int8_matmul.HANDS_OFF_ABOVE:
+    if kernel.unusable() is None:
+        assert kernel.load(), kernel.failure()
+        for other in int8_matmul.KERNELS:
+            other.loaded = other is kernel
+        for rows in (40, 16):
+            q = torch.randint(-128, 128, (rows, 128), dtype=torch.int8)
+            print(int(torch.equal(int8_matmul.int8_product(q, w), q.int() @ w.int().t())), end=" ")
+print(int(int8_matmul.int_mm_is_exact()))
+"""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    *exact, int_mm_exact = run.stdout.split()
+    assert int_mm_exact == "0" and exact == ["1"] * 2 * len(kernels)
+
+
 @pytest.mark.parametrize(("M", "K", "N"), [(3, 1, 16), (5, 1000, 24), (2, 3000, 8), (0, 64, 8)])
 def test_float_int8_product_is_exact(M, K, N):
     torch.manual_seed(3)

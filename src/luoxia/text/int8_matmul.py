@@ -41,7 +41,8 @@ int16 products run at half the rate. Before the kernel, with AVX-VNNI, int4 deco
 
 The sums are exact integers, `_int_mm`'s where oneDNN's are exact: eager forwards may take them too, and the
 reference comparisons are unchanged. Where `_int_mm` is not exact (checked once: CPUs without VNNI, or oneDNN
-capped below it; and any CPU for K = 1 in torch 2.13) and no kernel takes a product, `int8_product` computes it
+capped below it; and any CPU for K = 1 in torch 2.13) and no kernel takes a product, or a VNNI kernel would hand
+it to `_int_mm` (more than 32 rows), `int8_product` computes it
 in float32, 1,024 columns at a time, whose sums (integers of at most 1,024 · 128² = 2²⁴) float32 holds exactly.
 
 Each kernel is built once per machine like the decode attention kernel (`core.cpp_kernel`), only on CPUs with its
@@ -143,6 +144,8 @@ OPS = {KERNEL: "int8_matmul", VNNI_KERNEL: "int8_matmul_vnni", AVX_VNNI_KERNEL: 
        AVX2_KERNEL: "int8_matmul_avx2"}
 # The widths (K) and weight rows (N) each takes come in whole multiples of these: its tiles or blocks.
 UNITS = {KERNEL: (64, 16), VNNI_KERNEL: (64, 16), AVX_VNNI_KERNEL: (32, 4), AVX2_KERNEL: (32, 4)}
+# Products of more activation rows than this the kernel hands to torch._int_mm itself (MOST_ROWS in its source).
+HANDS_OFF_ABOVE = {VNNI_KERNEL: 32, AVX_VNNI_KERNEL: 32}
 
 
 def this_cpus_kernel() -> CppKernel | None:
@@ -196,16 +199,33 @@ def supports(kernel: CppKernel, width: int, columns: int) -> bool:
     return width % width_unit == 0 and width > 0 and columns % columns_unit == 0
 
 
+def _int_mm_trusted() -> bool:
+    """`int_mm_is_exact` as any forward may ask it: an exported one reads the answer found before export."""
+    return _int_mm_exact is not False if torch.compiler.is_exporting() else int_mm_is_exact()
+
+
+def _hands_off_inexactly(kernel: CppKernel, rows: int) -> bool:
+    """Whether `kernel` would hand these rows to a `torch._int_mm` that is inexact here (oneDNN capped below VNNI
+    on a CPU with it). Asked in the order that costs least: eagerly the row count is free and the check takes
+    11 ms once; traced, the check is a constant and the row count would add a guard (a graph per side of it)."""
+    most = HANDS_OFF_ABOVE.get(kernel)
+    if most is None:
+        return False
+    if torch.compiler.is_compiling():
+        return not _int_mm_trusted() and rows > most
+    return rows > most and not _int_mm_trusted()
+
+
 def int8_product(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """q (M, K) · weightᵀ (weight (N, K), both int8) in int32, exactly: through the kernel where it is loaded and
     takes these shapes, else `torch._int_mm`, else, where that is inexact (a CPU without VNNI; K = 1), float32
     (`float_int8_product`)."""
     if q.device.type == "cpu":
-        for kernel in KERNELS:  # the one loaded (the VNNI ones hand many rows to torch._int_mm themselves)
+        for kernel in KERNELS:  # the one loaded
             if kernel.loaded and supports(kernel, weight.shape[1], weight.shape[0]):
+                if _hands_off_inexactly(kernel, q.shape[0]):
+                    return float_int8_product(q, weight)
                 return getattr(torch.ops.luoxia, OPS[kernel])(q, weight)
-        # An exported forward reads the answer found before export (`int_mm_is_exact`).
-        exact = _int_mm_exact is not False if torch.compiler.is_exporting() else int_mm_is_exact()
-        if weight.shape[1] == 1 or not exact:
+        if weight.shape[1] == 1 or not _int_mm_trusted():
             return float_int8_product(q, weight)
     return torch._int_mm(q, weight.t())
