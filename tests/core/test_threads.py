@@ -78,7 +78,7 @@ def test_use_threads(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_the_cli_sets_threads_before_torch_loads(tmp_path):
+def test_the_cli_sets_threads_before_torch_loads():
     """`luoxia` imports torch only when it needs it: the environment carries the count to it."""
     script = ("import sys; from luoxia.cli import use_threads; use_threads(1); assert 'torch' not in sys.modules; "
               "import torch; print(torch.get_num_threads())")
